@@ -1,0 +1,243 @@
+"""A check, start to finish: guests -> addresses -> host / config / wire findings -> Report.
+
+The decisions are the pure functions at the top (plan_nic, config_warnings,
+wire_finding); `run_check` at the bottom is the orchestration that touches
+the host (hostnet), the wire (wire + probe) and the cluster's configs.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+from . import acd
+from .guest import Guest, Nic
+from .report import Finding, GuestResult, NicResult, Report
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the host looks like: interfaces by name, its own IPv4s and MACs."""
+    links: dict = field(default_factory=dict)        # name -> hostnet.Link | None
+    local_ips: frozenset = frozenset()
+    macs: frozenset = frozenset()
+
+
+def read_host_facts(ifnames) -> HostFacts:
+    from . import hostnet
+    links = {n: hostnet.link(n) for n in ifnames}
+    return HostFacts(links=links, local_ips=hostnet.local_ipv4(), macs=hostnet.all_macs())
+
+
+def interfaces_needed(guests) -> set[str]:
+    """Bridges the NICs sit on, and PVE's per-VLAN bridges vmbrXvN (REFERENCE 4)."""
+    names = set()
+    for g in guests:
+        for n in g.nics:
+            if n.bridge:
+                names.add(n.bridge)
+                if n.tag is not None:
+                    names.add(f"{n.bridge}v{n.tag}")
+    return names
+
+
+def _nic_result(nic: Nic, verdict: str, note: str = "", conflicts=None) -> NicResult:
+    return NicResult(nic=nic.key, ip=nic.address, bridge=nic.bridge, vlan=nic.tag, verdict=verdict,
+                     note=note, conflicts=list(conflicts or []))
+
+
+def plan_nic(guest: Guest, nic: Nic, settings: Settings, facts: HostFacts,
+             running: bool = False) -> NicResult | acd.Candidate:
+    """Decide what to do with one NIC: a final result now, or a Candidate to probe."""
+    if nic.error:
+        return _nic_result(nic, "error", f"{nic.key} of {guest.label}: {nic.error}; fix it with "
+                           f"pct set {guest.vmid} --{nic.key} ...")
+    mode = nic.ip_mode
+    if mode in ("dhcp", "manual"):
+        return _nic_result(nic, "skipped", f"ip={mode}, no static IPv4 address to probe")
+    if mode == "none":
+        return _nic_result(nic, "skipped", "no IPv4 address configured")
+    if not nic.bridge:
+        return _nic_result(nic, "skipped", f"{nic.address} has no bridge, nothing to probe on")
+    if settings.ignore and settings.ignored(nic.address):
+        return _nic_result(nic, "skipped", f"{nic.address} is in the ignore list of the settings")
+    if nic.address in facts.local_ips:
+        host = Finding(source="host", detail=f"{nic.address} is configured on this host itself",
+                       line="is one of this host's own addresses")
+        return _nic_result(nic, "conflict", conflicts=[host])
+    br = facts.links.get(nic.bridge)
+    if br is None:
+        return _nic_result(nic, "error", f"bridge {nic.bridge} does not exist on this host")
+    if not br.up:
+        return _nic_result(nic, "error", f"bridge {nic.bridge} is down (ip link set {nic.bridge} up)")
+    if br.noarp:
+        return _nic_result(nic, "error", f"{nic.bridge} has ARP turned off (NOARP)")
+    iface, tagged, src = nic.bridge, nic.tag is not None, br.mac
+    if nic.tag is not None and not br.vlan_filtering:
+        # Non-VLAN-aware bridge: PVE creates vmbrXvN for tag N when the first
+        # guest on that VLAN is plugged (pve-common Network.pm); if it exists,
+        # probe untagged there, else send tagged frames on the bridge itself.
+        vbr = facts.links.get(f"{nic.bridge}v{nic.tag}")
+        if vbr is not None and vbr.up and not vbr.noarp:
+            iface, tagged, src = vbr.name, False, vbr.mac
+    if not facts.links[iface].carrier:
+        # No port is up: no other host can hold the address on this segment.
+        return _nic_result(nic, "clear", f"no port of {iface} is up, so nobody else is on it")
+    return acd.Candidate(key=nic.key, ip=nic.address, iface=iface, src_mac=src, vlan=nic.tag,
+                         tagged=tagged, guest_mac=nic.hwaddr, guest_running=running)
+
+
+def config_warnings(guest: Guest, nic: Nic, cluster) -> list[Finding]:
+    """Other guests configured with the same static address on the same bridge and VLAN.
+
+    A warning only: two configs may both be stopped, or one may be a template.
+    """
+    out = []
+    if nic.address is None:
+        return out
+    for other in cluster:
+        if other.vmid == guest.vmid:
+            continue
+        for on in other.nics:
+            if on.address == nic.address and on.bridge == nic.bridge and on.tag == nic.tag:
+                what = "template " if other.template else ""
+                name = f" ({other.name})" if other.name else ""
+                out.append(Finding(source="config", vmid=other.vmid, node=other.node,
+                                   detail=f"{what}{other.label}{name} on node {other.node} is also "
+                                          f"configured with {nic.address} ({on.key})"))
+    return out
+
+
+def mac_owners(cluster) -> dict[str, list[Guest]]:
+    owners: dict[str, list[Guest]] = {}
+    for g in cluster:
+        for n in g.nics:
+            if n.hwaddr:
+                owners.setdefault(n.hwaddr, []).append(g)
+    return owners
+
+
+def wire_finding(c: acd.Conflict, owners: dict, describe) -> Finding:
+    """Turn a wire conflict into words: the MAC, its vendor and, where known, its guest."""
+    vendor, words = describe(c.mac)
+    whose = ""
+    for g in owners.get(c.mac, []):
+        whose = f", the MAC of {g.label}" + (f" ({g.name})" if g.name else "") + (
+            f" on node {g.node}" if g.node else "")
+        break
+    if c.kind == "same-mac":
+        line = f"answers from this guest's own MAC {c.mac}: another copy of this guest is up"
+    elif c.kind == "probe":
+        line = f"is being claimed right now by {c.mac} ({words}{whose}), which is probing for it"
+    else:
+        line = f"is in use by {c.mac} ({words}{whose})"
+    return Finding(source="arp", mac=c.mac, vendor=vendor, detail=f"{c.mac} {c.detail}{whose}", line=line)
+
+
+@dataclass
+class Options:
+    timeout: int | str | None = None      # overrides settings/guest probe_timeout_ms
+    stop_on_first: bool = True
+    deadline: float | None = None         # absolute, time.monotonic()
+    running: object = None                # callable(vmid, type) -> bool, or None (hook: never)
+
+
+def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cluster=None,
+              facts: HostFacts | None = None, wire_factory=None, describe=None) -> Report:
+    """Check guests: plan every NIC, probe the candidates, merge config warnings.
+
+    load_cluster() (every guest of the cluster) runs in a thread while the
+    probe is on the wire: reading 2000 configs from pmxcfs should not add
+    to the start time.
+    """
+    from . import probe, vendor
+    describe = describe or vendor.describe
+    if facts is None:
+        facts = read_host_facts(interfaces_needed(guests))
+    cluster_box: dict = {}
+    loader = None
+    if load_cluster is not None:
+        def _load():
+            try:
+                cluster_box["guests"] = load_cluster()
+            except Exception as exc:          # a warning source only; never decides
+                cluster_box["error"] = str(exc)
+        loader = threading.Thread(target=_load, daemon=True)
+        loader.start()
+
+    results: dict[int, GuestResult] = {}
+    groups: dict = {}                          # schedule timeout -> [(guest, Candidate)]
+    for g in guests:
+        gr = GuestResult(vmid=g.vmid, type=g.type, name=g.name)
+        if g.pending:
+            gr.notes.append("has pending network changes: checking the config it will start with")
+        gr.notes += list(g.errors)
+        if not g.nics:
+            gr.notes.append("has no network interfaces")
+        results[g.vmid] = gr
+        running = bool(opts.running and opts.running(g.vmid, g.type))
+        for nic in g.nics:
+            planned = plan_nic(g, nic, settings, facts, running)
+            if isinstance(planned, NicResult):
+                gr.nics.append(planned)
+            else:
+                gr.nics.append(_nic_result(nic, "pending"))
+                timeout = opts.timeout or settings.for_guest(g.vmid)[1]
+                groups.setdefault(timeout, []).append((g, planned))
+
+    hits: dict = {}                            # (vmid, nic) -> [acd.Conflict]
+    for timeout, items in groups.items():
+        hits.update(_probe_group(items, timeout, facts, opts, results, wire_factory, probe))
+
+    cluster = []
+    if loader is not None:
+        remaining = None if opts.deadline is None else max(0.0, opts.deadline - time.monotonic())
+        loader.join(remaining)
+        cluster = cluster_box.get("guests", [])
+        if "error" in cluster_box:
+            for gr in results.values():
+                gr.notes.append(f"could not read the other guests' configs: {cluster_box['error']}")
+    owners = mac_owners(cluster)
+    by_vmid = {g.vmid: g for g in guests}
+    for gr in results.values():
+        g = by_vmid[gr.vmid]
+        for nr in gr.nics:
+            nr.warnings = config_warnings(g, g.nic(nr.nic), cluster)
+            nr.conflicts += [wire_finding(h, owners, describe) for h in hits.get((g.vmid, nr.nic), [])]
+    return Report(guests=[results[g.vmid] for g in guests])
+
+
+def _probe_group(items, timeout, facts, opts, results, wire_factory, probe_mod) -> dict:
+    """Probe one group of candidates that share a schedule; set each NIC's verdict."""
+    from .wire import Wire, WireError
+    cands = [replace(c, key=f"{g.vmid}/{c.key}") for g, c in items]
+    run = acd.ProbeRun(cands, acd.schedule_for(timeout), own_macs=facts.macs,
+                       stop_on_first=opts.stop_on_first)
+    failure = None
+    try:
+        wire = (wire_factory or Wire)({c.iface for c in cands})
+        try:
+            probe_mod.run(run, wire, deadline=opts.deadline)
+        finally:
+            wire.close()
+    except WireError as exc:
+        failure = f"could not probe: {exc.strerror or exc}"
+    except TimeoutError:
+        failure = "the deadline passed before probing finished"
+    window_ms = round(run.window * 1000)
+    found = {}
+    for g, c in items:
+        nr = next(n for n in results[g.vmid].nics if n.nic == c.key)
+        hits = run.conflicts.get(f"{g.vmid}/{c.key}", [])
+        if hits:
+            nr.verdict = "conflict"
+            found[(g.vmid, c.key)] = hits
+        elif failure:
+            nr.verdict, nr.note = "error", failure
+        elif run.conflicts and opts.stop_on_first:
+            nr.verdict, nr.note = "skipped", "not finished: probing stopped at the first conflict"
+        else:
+            nr.verdict = "clear"
+            nr.note = f"no answer in {window_ms} ms, {run.sent.get(f'{g.vmid}/{c.key}', 0)} probes"
+    return found

@@ -1,0 +1,66 @@
+"""`phoenix-hook check VMID... | --all`: the hook's check, by hand, for any guest."""
+from __future__ import annotations
+
+import sys
+
+from .cli import CannotCheck, UsageError, load_settings
+
+
+def add_parser(sub):
+    p = sub.add_parser("check", help="probe a guest's static addresses now",
+                       description="Probe the static IPv4 addresses of guests on the wire, as the "
+                       "hookscript does at pre-start. Exit 0 all clear, 1 a conflict, 2 bad usage "
+                       "or config, 3 could not check.")
+    p.add_argument("vmids", nargs="*", metavar="VMID", help="guest IDs")
+    p.add_argument("--all", action="store_true", help="every container of this node")
+    p.add_argument("--json", action="store_true", help="one JSON object (README 'JSON output')")
+    p.add_argument("--timeout-ms", type=int, metavar="MS",
+                   help="probe window, overriding probe_timeout_ms (50-60000)")
+    return p
+
+
+def guest_source(args, settings):
+    """The configs to read. Files under pve_root (issue #3 adds the API)."""
+    from .pve import FileSource
+    return FileSource(settings.pve_root, settings.node)
+
+
+def run(args) -> int:
+    from . import pve
+    from .check import Options, run_check
+    from .report import table
+
+    settings = load_settings(args)
+    if args.timeout_ms is not None and not 50 <= args.timeout_ms <= 60000:
+        raise UsageError(f"--timeout-ms {args.timeout_ms} is out of range; use 50 to 60000")
+    if bool(args.vmids) == bool(args.all):
+        raise UsageError("name guests to check (check 951 952) or use --all, not both")
+    vmids = []
+    for v in args.vmids:
+        if not v.isdigit() or not 100 <= int(v) <= 999999999:
+            raise UsageError(f"'{v}' is not a VMID; VMIDs are numbers from 100 up")
+        vmids.append(int(v))
+    source = guest_source(args, settings)
+    try:
+        if args.all:
+            vmids = [c.vmid for c in source.config_files(node=settings.node, types=("lxc",))]
+        guests = []
+        for vmid in vmids:
+            g = source.guest(vmid, with_pending=True)
+            if g.template:
+                continue
+            guests.append(g)
+    except pve.NoSuchGuest as exc:
+        raise UsageError(str(exc)) from None
+    except pve.SourceError as exc:
+        raise CannotCheck(str(exc)) from None
+    opts = Options(timeout=args.timeout_ms, stop_on_first=False, running=pve.guest_running)
+    report = run_check(guests, settings, opts, load_cluster=source.guests)
+    if args.json:
+        print(report.json())
+    else:
+        if not guests:
+            print("no guests to check" + (f" on node {settings.node}" if args.all else ""))
+        else:
+            print(table(report, color=sys.stdout.isatty()))
+    return report.exit_code

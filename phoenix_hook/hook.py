@@ -1,0 +1,187 @@
+"""The hookscript: `<vmid> <phase>`, as Proxmox VE calls it (REFERENCE section 1).
+
+pre-start probes the guest's static addresses and decides; every other phase
+returns at once with no network I/O and no heavy import (only os and sys
+are loaded at module level). PVE applies no timeout to a hookscript, so the
+run is bounded here: the probe by the deadline, the rest by SIGALRM, and a
+last-resort timer that exits the process whatever it is doing.
+"""
+import os
+import sys
+
+from . import paths
+
+PHASES = ("pre-start", "post-start", "pre-stop", "post-stop")
+P = "phoenix-hook:"
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def main(argv=None, environ=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    environ = os.environ if environ is None else environ
+    if len(argv) != 2 or not argv[0].isdigit():
+        say(f"{P} usage: phoenix-hook.py <vmid> <phase> (Proxmox VE calls it this way)")
+        return 2
+    vmid, phase = int(argv[0]), argv[1]
+    if phase != "pre-start":
+        return run_chained(vmid, phase, environ)
+    if environ.get("PVE_MIGRATED_FROM"):
+        # Live migration target: the source still holds the address until
+        # the switch-over, so a probe would answer "conflict" falsely.
+        say(f"{P} guest {vmid} arrives by migration from {environ['PVE_MIGRATED_FROM']}: not probed")
+        return run_chained(vmid, phase, environ)
+    code = pre_start(vmid, environ)
+    if code != 0:
+        return code
+    return run_chained(vmid, phase, environ)
+
+
+def pre_start(vmid: int, environ) -> int:
+    import signal
+    import threading
+    import time
+
+    from .settings import SettingsError, load
+
+    t0 = time.monotonic()
+    try:
+        settings = load(environ=environ)
+    except SettingsError as exc:
+        say(f"WARNING: {P} bad settings, guest {vmid} not checked: {exc}")
+        say(f"WARNING: {P} starting anyway; fix the settings file to re-enable checking")
+        return 0
+    mode, timeout = settings.for_guest(vmid)
+    record = {"vmid": vmid, "phase": "pre-start", "node": settings.node, "mode": mode}
+    if mode == "off":
+        say(f"{P} guest {vmid}: mode = off, not checked")
+        _log(settings, record, "skipped", "allowed", 0, t0)
+        return 0
+
+    refuse = settings.on_error == "refuse"
+    # Backstop: if something blocks where SIGALRM cannot reach (a hung
+    # pmxcfs read), still end the process shortly after the deadline.
+    def _backstop():
+        say(f"{P} guest {vmid}: check did not finish within deadline_s = {settings.deadline_s:g}; "
+            + ("start refused (on_error = refuse)" if refuse else "starting anyway (on_error = allow)"))
+        os._exit(1 if refuse else 0)
+    timer = threading.Timer(settings.deadline_s + 1.0, _backstop)
+    timer.daemon = True
+    timer.start()
+
+    def _alarm(_sig, _frame):
+        raise DeadlineExceeded()
+    signal.signal(signal.SIGALRM, _alarm)
+    # The probe itself stops at the deadline; the alarm fires a little later
+    # for anything else that hangs.
+    signal.setitimer(signal.ITIMER_REAL, settings.deadline_s + 0.25)
+    try:
+        return _decide(vmid, settings, mode, timeout, t0, record)
+    except DeadlineExceeded:
+        return _could_not_check(vmid, settings, record, t0,
+                                f"the check did not finish within deadline_s = {settings.deadline_s:g}")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        timer.cancel()
+
+
+def _decide(vmid, settings, mode, timeout, t0, record) -> int:
+    from .check import Options, run_check
+    from .pve import FileSource, SourceError
+    from .report import task_log_lines
+
+    source = FileSource(settings.pve_root, settings.node)
+    try:
+        guest = source.guest(vmid)          # PVE has applied pending changes already
+    except SourceError as exc:
+        return _could_not_check(vmid, settings, record, t0, str(exc))
+    record["type"] = guest.type
+    opts = Options(timeout=timeout, stop_on_first=True, deadline=t0 + settings.deadline_s)
+    report = run_check([guest], settings, opts, load_cluster=source.guests)
+    g = report.guests[0]
+    verdict = g.verdict
+    record["report"] = g.to_json()
+    if verdict == "conflict":
+        if mode == "enforce":
+            for line in task_log_lines(g, "start refused"):
+                say(line)
+            say(f"{P} {g.label} not started: fix the address or find the device above "
+                f"(set mode = warn to start anyway)")
+            _log(settings, record, verdict, "refused", 1, t0)
+            return 1
+        for line in task_log_lines(g, "starting anyway (mode = warn)", warn=True):
+            say(line)
+        _log(settings, record, verdict, "warned", 0, t0)
+        return 0
+    for line in task_log_lines(g):
+        say(line)
+    if verdict == "error":
+        return _could_not_check(vmid, settings, record, t0, None, label=g.label)
+    _log(settings, record, verdict, "allowed", 0, t0)
+    return 0
+
+
+def _could_not_check(vmid, settings, record, t0, why, label=None) -> int:
+    label = label or f"guest {vmid}"
+    if why:
+        say(f"{P} {label}: could not check: {why}")
+    record["error"] = why
+    if settings.on_error == "refuse":
+        say(f"{P} {label} not started: the check failed and on_error = refuse")
+        _log(settings, record, "error", "refused", 1, t0)
+        return 1
+    say(f"WARNING: {P} {label} was NOT checked for address conflicts; starting anyway (on_error = allow)")
+    _log(settings, record, "error", "allowed", 0, t0)
+    return 0
+
+
+def _log(settings, record, verdict, action, code, t0) -> None:
+    """Append one JSON line per decision; one write() on an O_APPEND file, so
+    lines from guests starting at the same time never interleave."""
+    import json
+    import time
+    record = dict(record, verdict=verdict, action=action, exit=code,
+                  elapsed_ms=round((time.monotonic() - t0) * 1000, 1),
+                  time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    try:
+        os.makedirs(os.path.dirname(settings.log_file), mode=0o750, exist_ok=True)
+        fd = os.open(settings.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        say(f"{P} note: cannot write the decision log {settings.log_file}: {exc.strerror}")
+
+
+def run_chained(vmid: int, phase: str, environ) -> int:
+    """Run the hookscript install.sh --chain found on this guest before us.
+
+    Its exit code is ours: in pre-start a failure aborts the start, as it
+    would have without phoenix-hook.
+    """
+    path = None
+    try:
+        with open(os.path.join(paths.chain_dir(environ), str(vmid))) as f:
+            for line in f:
+                if line.startswith("path="):
+                    path = line[5:].strip()
+    except OSError:
+        return 0
+    if not path:
+        return 0
+    if not os.access(path, os.X_OK):
+        say(f"{P} chained hookscript {path} of guest {vmid} is missing or not executable; "
+            f"restore it or re-run install.sh")
+        return 1 if phase == "pre-start" else 0
+    import subprocess
+    sys.stdout.flush()
+    return subprocess.run([path, str(vmid), phase], stdin=subprocess.DEVNULL).returncode

@@ -1,0 +1,91 @@
+"""What this host's own network looks like: read from /sys and /proc, no sockets.
+
+An edge module: the probe needs the bridge's MAC and state, the MACs of
+every host interface (frames from them are our own), and the host's own
+IPv4 addresses (Linux never answers a probe for an address its own host
+holds, REFERENCE section 6, so those are checked here, not on the wire).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+SYS_NET = "/sys/class/net"
+IFF_UP = 0x1
+IFF_NOARP = 0x80
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    mac: str
+    up: bool            # administratively up (IFF_UP)
+    noarp: bool         # IFF_NOARP: the kernel will not do ARP here
+    carrier: bool       # lower layer up: at least one bridge port is up
+    is_bridge: bool
+    vlan_filtering: bool
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def link(name: str) -> Link | None:
+    """The interface's state, or None when there is no such interface."""
+    if not name or "/" in name or name in (".", ".."):
+        return None
+    base = os.path.join(SYS_NET, name)
+    mac = _read(os.path.join(base, "address"))
+    if mac is None:
+        return None
+    flags = int(_read(os.path.join(base, "flags")) or "0", 16)
+    # reading 'carrier' fails with EINVAL while the link is admin-down
+    carrier = _read(os.path.join(base, "carrier")) == "1"
+    is_bridge = os.path.isdir(os.path.join(base, "bridge"))
+    vf = _read(os.path.join(base, "bridge", "vlan_filtering")) == "1"
+    return Link(name=name, mac=mac.lower(), up=bool(flags & IFF_UP), noarp=bool(flags & IFF_NOARP),
+                carrier=carrier, is_bridge=is_bridge, vlan_filtering=vf)
+
+
+def all_macs() -> frozenset[str]:
+    """MACs of every interface of this host (netns): frames from them are ours."""
+    macs = set()
+    try:
+        names = os.listdir(SYS_NET)
+    except OSError:
+        return frozenset()
+    for name in names:
+        mac = _read(os.path.join(SYS_NET, name, "address"))
+        if mac and mac != "00:00:00:00:00:00":
+            macs.add(mac.lower())
+    return frozenset(macs)
+
+
+def parse_fib_trie(text: str) -> dict[str, None]:
+    """Local IPv4 addresses from /proc/net/fib_trie (the '/32 host LOCAL' leaves).
+
+    Pure; the order of first appearance is kept. The format is the kernel's
+    net/ipv4/fib_trie.c fib_trie_seq_show: a '|-- A.B.C.D' leaf line followed
+    by '/LEN SCOPE TYPE' lines.
+    """
+    found: dict[str, None] = {}
+    leaf = None
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("|--"):
+            leaf = s[3:].strip()
+        elif leaf and s.startswith("/32") and s.endswith("LOCAL") and "host" in s:
+            if not leaf.startswith("127."):
+                found[leaf] = None
+    return found
+
+
+def local_ipv4() -> frozenset[str]:
+    """Every IPv4 address configured on this host (netns), loopback excluded."""
+    text = _read("/proc/net/fib_trie") or ""
+    return frozenset(parse_fib_trie(text))
+

@@ -1,0 +1,36 @@
+"""Drive an acd.ProbeRun over the wire with the monotonic clock. The only timing loop.
+
+Kept apart from wire.py (sockets, no decisions) and acd.py (decisions, no
+sockets): this is the glue, and it is small on purpose.
+"""
+from __future__ import annotations
+
+import time
+
+from . import arp
+from .acd import ProbeRun
+
+
+def run(probe: ProbeRun, wire, deadline: float | None = None, clock=time.monotonic) -> ProbeRun:
+    """Run until the probe is done or the absolute deadline passes.
+
+    Every send that fails raises wire.WireError: a probe that could not be
+    sent proves nothing, so it is never reported as clear (REFERENCE 6,
+    the arping -D pitfall).
+    """
+    now = clock()
+    probe.start(now)
+    while not probe.done(now):
+        if deadline is not None and now >= deadline:
+            raise TimeoutError("the deadline passed before probing finished")
+        for iface, frame in probe.due(now):
+            wire.send(iface, frame)
+        wake = probe.wakeup()
+        if deadline is not None:
+            wake = min(wake, deadline)
+        for iface, frame, vlan in wire.receive(max(0.0, wake - clock())):
+            pkt = arp.parse(frame, vlan)
+            if pkt is not None:
+                probe.feed(iface, pkt, clock())
+        now = clock()
+    return probe

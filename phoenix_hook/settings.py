@@ -1,0 +1,170 @@
+"""The INI settings file: /etc/phoenix-hook/phoenix-hook.conf or $PHOENIX_HOOK_CONF.
+
+A missing file means defaults. An invalid value is a SettingsError whose
+message names the file, the key and the value, and says what is allowed.
+"""
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import os
+from dataclasses import dataclass, field
+
+from .paths import SETTINGS_ENV as ENV_VAR
+from .paths import settings_file
+
+SECTION = "phoenix-hook"
+MODES = ("enforce", "warn", "off")
+ON_ERROR = ("allow", "refuse")
+RFC5227 = "rfc5227"
+KNOWN_KEYS = {"mode", "probe_timeout_ms", "deadline_s", "on_error", "pve_root", "node",
+              "log_file", "ignore", "dhcp_ranges"}
+GUEST_KEYS = {"mode", "probe_timeout_ms"}
+
+
+class SettingsError(ValueError):
+    """A bad settings file or value; str() is the one line to show the admin."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str = "enforce"
+    probe_timeout_ms: int | str = 1000      # int, or "rfc5227" for the RFC's full timings
+    deadline_s: float = 10.0
+    on_error: str = "allow"
+    pve_root: str = "/etc/pve"
+    node: str = field(default_factory=lambda: os.uname().nodename.split(".")[0])
+    log_file: str = "/var/log/phoenix-hook/decisions.jsonl"
+    ignore: tuple[str, ...] = ()             # addresses / networks never probed
+    dhcp_ranges: tuple[tuple[str, str], ...] = ()
+    guests: dict = field(default_factory=dict)   # vmid -> {"mode": .., "probe_timeout_ms": ..}
+    path: str | None = None                  # the file these came from, None if defaults
+    sections: dict = field(default_factory=dict)  # other sections, raw, for later commands
+
+    def for_guest(self, vmid: int) -> tuple[str, int | str]:
+        """(mode, probe_timeout_ms) for one guest: [guest:VMID] overrides the defaults."""
+        o = self.guests.get(vmid, {})
+        return o.get("mode", self.mode), o.get("probe_timeout_ms", self.probe_timeout_ms)
+
+    def ignored(self, address: str) -> bool:
+        a = ipaddress.IPv4Address(address)
+        return any(a in ipaddress.IPv4Network(net, strict=False) for net in self.ignore)
+
+
+def load(path: str | None = None, environ=os.environ) -> Settings:
+    """Read the settings file; defaults when it does not exist."""
+    path = path or settings_file(environ)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if environ.get(ENV_VAR) and path == environ.get(ENV_VAR):
+            raise SettingsError(f"{path}: no such file ({ENV_VAR} names it); "
+                                f"create it or unset {ENV_VAR}") from None
+        return Settings(path=None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read settings ({exc}); fix its permissions or content") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: str = "<settings>") -> Settings:
+    cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+    try:
+        cp.read_string(text, source=path)
+    except configparser.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise SettingsError(f"{path}: not a valid INI file ({first}); "
+                            f"see the README 'Settings' section") from None
+    kw: dict = {"path": path}
+    if cp.has_section(SECTION):
+        sec = cp[SECTION]
+        for key in sec:
+            if key not in KNOWN_KEYS:
+                raise SettingsError(f"{path}: unknown key '{key}' in [{SECTION}]; "
+                                    f"known keys: {', '.join(sorted(KNOWN_KEYS))}")
+        for key, value in sec.items():
+            kw[key] = _value(path, SECTION, key, value)
+    guests = {}
+    sections = {}
+    for name in cp.sections():
+        if name == SECTION:
+            continue
+        if name.startswith("guest:"):
+            vmid = name[6:]
+            if not vmid.isdigit():
+                raise SettingsError(f"{path}: section [{name}] must be [guest:VMID] with a numeric VMID")
+            o = {}
+            for key, value in cp[name].items():
+                if key not in GUEST_KEYS:
+                    raise SettingsError(f"{path}: key '{key}' is not allowed in [{name}]; "
+                                        f"allowed: {', '.join(sorted(GUEST_KEYS))}")
+                o[key] = _value(path, name, key, value)
+            guests[int(vmid)] = o
+        else:
+            sections[name] = dict(cp[name].items())
+    return Settings(guests=guests, sections=sections, **kw)
+
+
+def _bad(path, section, key, value, allowed) -> SettingsError:
+    return SettingsError(f"{path}: [{section}] {key} = {value!r} is not valid; use {allowed}")
+
+
+def _value(path, section, key, value):
+    v = value.strip()
+    if key == "mode":
+        if v not in MODES:
+            raise _bad(path, section, key, v, " | ".join(MODES))
+        return v
+    if key == "on_error":
+        if v not in ON_ERROR:
+            raise _bad(path, section, key, v, " | ".join(ON_ERROR))
+        return v
+    if key == "probe_timeout_ms":
+        if v == RFC5227:
+            return v
+        if not v.isdigit() or not 50 <= int(v) <= 60000:
+            raise _bad(path, section, key, v, "a whole number of milliseconds from 50 to 60000, or rfc5227")
+        return int(v)
+    if key == "deadline_s":
+        try:
+            f = float(v)
+        except ValueError:
+            f = -1
+        if not 0.5 <= f <= 300:
+            raise _bad(path, section, key, v, "seconds from 0.5 to 300")
+        return f
+    if key in ("pve_root", "log_file"):
+        if not v.startswith("/"):
+            raise _bad(path, section, key, v, "an absolute path")
+        return v
+    if key == "node":
+        if not v or "/" in v or v.startswith("."):
+            raise _bad(path, section, key, v, "this node's name as in /etc/pve/nodes/")
+        return v
+    if key == "ignore":
+        items = tuple(x for x in v.replace(",", " ").split() if x)
+        for x in items:
+            try:
+                ipaddress.IPv4Network(x, strict=False)
+            except ValueError:
+                raise _bad(path, section, key, x, "IPv4 addresses or networks, comma-separated") from None
+        return items
+    if key == "dhcp_ranges":
+        return _ranges(path, section, key, v)
+    return v
+
+
+def _ranges(path, section, key, v):
+    out = []
+    for item in (x.strip() for x in v.split(",")):
+        if not item:
+            continue
+        lo, sep, hi = item.partition("-")
+        try:
+            a, b = ipaddress.IPv4Address(lo.strip()), ipaddress.IPv4Address(hi.strip())
+            if not sep or a > b:
+                raise ValueError
+        except ValueError:
+            raise _bad(path, section, key, item, "ranges like 10.0.0.100-10.0.0.199, comma-separated") from None
+        out.append((str(a), str(b)))
+    return tuple(out)

@@ -1,0 +1,39 @@
+"""Who made a MAC: netaddr's copy of the IEEE OUI registry.
+
+netaddr is imported here only, and only when a MAC has to be named, so a
+hook run that finds nothing never pays for it.
+"""
+from __future__ import annotations
+
+
+def locally_administered(mac: str) -> bool:
+    """IEEE 802 U/L bit (bit 1 of the first octet): set = not from a vendor's OUI."""
+    try:
+        return bool(int(mac.split(":")[0], 16) & 0x02)
+    except ValueError:
+        return False
+
+
+def vendor(mac: str) -> str | None:
+    """The registered organisation for this MAC's OUI, or None."""
+    if not mac or locally_administered(mac):
+        return None
+    try:
+        from netaddr import EUI
+        from netaddr.core import NotRegisteredError
+    except ImportError:
+        return None
+    try:
+        return EUI(mac).oui.registration().org.strip() or None
+    except (NotRegisteredError, ValueError, IndexError, KeyError):
+        return None
+
+
+def describe(mac: str) -> tuple[str | None, str]:
+    """(vendor or None, words for a task-log line)."""
+    v = vendor(mac)
+    if v:
+        return v, v
+    if locally_administered(mac):
+        return None, "vendor unknown, locally administered"
+    return None, "vendor unknown"

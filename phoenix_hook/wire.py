@@ -1,0 +1,151 @@
+"""The one module with raw sockets: send and receive Ethernet frames on an interface.
+
+No decisions live here: frames go out as given, frames come back as bytes
+with the VLAN tag the kernel reported. What is a conflict is acd.py's call.
+
+- AF_PACKET, SOCK_RAW: we build whole frames (arp.py), so tagged frames for
+  a VLAN guest are sent as-is on the bridge (REFERENCE section 4).
+- A classic BPF program on the socket drops everything but ARP (untagged, or
+  802.1Q-tagged in the frame) and our own outgoing copies, so a busy bridge
+  does not wake us for every frame; arp.parse still validates each frame.
+- PACKET_AUXDATA gives the VLAN tag the kernel moved out of the frame on
+  receive (tpacket_auxdata.tp_vlan_tci, TP_STATUS_VLAN_VALID), see
+  linux/if_packet.h and packet(7).
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import select
+import socket
+import struct
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+SO_ATTACH_FILTER = 26
+TP_STATUS_VLAN_VALID = 0x10
+PACKET_OUTGOING = 4
+_AUXDATA = struct.Struct("IIIHHHH")   # struct tpacket_auxdata
+_CMSG_SPACE = socket.CMSG_SPACE(_AUXDATA.size)
+_RCVBUF = 1 << 20
+
+
+class WireError(OSError):
+    """The wire could not be used: no such interface, no permission, a failed send."""
+
+
+def _arp_filter() -> bytes:
+    """Classic BPF: accept ARP (plain or in-frame 802.1Q), drop outgoing copies.
+
+    Equivalent bpf_asm:
+        ld #type; jeq #4, drop          ; PACKET_OUTGOING: our own frames
+        ldh [12]; jeq #0x0806, accept
+        jneq #0x8100, drop
+        ldh [16]; jeq #0x0806, accept
+        drop: ret #0 / accept: ret #65535
+    """
+    ld_w_abs, ld_h_abs, jeq, ret = 0x20, 0x28, 0x15, 0x06
+    skf_ad_pkttype = (-0x1000 + 4) & 0xFFFFFFFF
+    prog = [
+        (ld_w_abs, 0, 0, skf_ad_pkttype),  # 0
+        (jeq, 5, 0, PACKET_OUTGOING),      # 1 -> 7 drop
+        (ld_h_abs, 0, 0, 12),              # 2
+        (jeq, 4, 0, 0x0806),               # 3 -> 8 accept
+        (jeq, 0, 2, 0x8100),               # 4 not tagged -> 7 drop
+        (ld_h_abs, 0, 0, 16),              # 5
+        (jeq, 1, 0, 0x0806),               # 6 -> 8 accept
+        (ret, 0, 0, 0),                    # 7 drop
+        (ret, 0, 0, 0xFFFF),               # 8 accept
+    ]
+    return b"".join(struct.pack("HBBI", *ins) for ins in prog)
+
+
+_FILTER = _arp_filter()
+
+
+class Wire:
+    """Raw Ethernet access to a set of interfaces (one AF_PACKET socket each)."""
+
+    def __init__(self, ifnames):
+        self._socks: dict[str, socket.socket] = {}
+        self._by_fd: dict[int, str] = {}
+        try:
+            for name in dict.fromkeys(ifnames):
+                self._open(name)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, name: str) -> None:
+        try:
+            # Protocol 0 first: the socket receives nothing until bound, so no
+            # unfiltered frame slips in before the filter is attached.
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        except PermissionError:
+            raise WireError(errno.EPERM, "raw sockets need root (CAP_NET_RAW)") from None
+        self._socks[name] = sock
+        buf = ctypes.create_string_buffer(_FILTER)
+        fprog = struct.pack("HL", len(_FILTER) // 8, ctypes.addressof(buf))
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+        except OSError:
+            pass
+        try:
+            sock.bind((name, ETH_P_ALL))
+        except OSError as exc:
+            raise WireError(exc.errno, f"cannot open {name}: {exc.strerror}") from None
+        sock.setblocking(False)
+        self._by_fd[sock.fileno()] = name
+
+    def send(self, ifname: str, frame: bytes) -> None:
+        """Send one frame; any failure is an error, never silently 'sent'."""
+        try:
+            sent = self._socks[ifname].send(frame)
+        except OSError as exc:
+            raise WireError(exc.errno, f"sending on {ifname} failed: {os.strerror(exc.errno or 0)}") from None
+        if sent != len(frame):
+            raise WireError(errno.EIO, f"sending on {ifname} failed: short write")
+
+    def receive(self, timeout: float):
+        """Wait up to timeout seconds; return [(ifname, frame, aux_vlan)] of all frames ready."""
+        out = []
+        try:
+            ready, _, _ = select.select(list(self._socks.values()), [], [], max(0.0, timeout))
+        except InterruptedError:
+            return out
+        for sock in ready:
+            name = self._by_fd[sock.fileno()]
+            while True:
+                try:
+                    frame, ancdata, _flags, addr = sock.recvmsg(65535, _CMSG_SPACE)
+                except (BlockingIOError, InterruptedError):
+                    break
+                if addr[2] == PACKET_OUTGOING:
+                    continue
+                out.append((name, frame, _vlan_from(ancdata)))
+        return out
+
+    def close(self) -> None:
+        for sock in self._socks.values():
+            sock.close()
+        self._socks.clear()
+        self._by_fd.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _vlan_from(ancdata) -> int | None:
+    for level, kind, data in ancdata:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUXDATA.size:
+            status, _len, _snap, _mac, _net, tci, _tpid = _AUXDATA.unpack_from(data)
+            if status & TP_STATUS_VLAN_VALID:
+                return tci & 0x0FFF
+    return None
