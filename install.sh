@@ -42,8 +42,9 @@ Running it again updates the installation and changes nothing else.
 
 Options:
   --storage NAME  snippets storage for the hookscript (default: local)
-  --attach VMID...  attach the hookscript to these containers
-                  (pct set VMID --hookscript STORAGE:snippets/$SNIPPET_NAME)
+  --attach VMID...
+                  attach the hookscript to these containers (after installing)
+                  with pct set VMID --hookscript STORAGE:snippets/$SNIPPET_NAME
   --attach all    attach it to every container on this node (pct list)
   --vms           also accept VMs: 'all' includes every VM (qm list), and a
                   VMID that is not a container is looked up with qm

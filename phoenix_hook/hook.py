@@ -185,3 +185,7 @@ def run_chained(vmid: int, phase: str, environ) -> int:
     import subprocess
     sys.stdout.flush()
     return subprocess.run([path, str(vmid), phase], stdin=subprocess.DEVNULL).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Developer entry point: one command to try phoenix-hook anywhere, one to test it.
+#   sudo ./dev.sh demo    replay a duplicate-IP outage in a throwaway namespace lab
+#   sudo ./dev.sh test    run the whole test suite (lab tests need root)
+#   sudo ./dev.sh bench   run the benchmarks (bench/), results in bench/results/
+#   ./dev.sh setup        only install what the above need
+# Everything runs from a virtualenv in .venv; system packages (iproute2,
+# arping, arp-scan, nmap, dnsmasq) come from apt when run as root.
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${PHOENIX_DEV_VENV:-.venv}
+APT_PKGS=(iproute2 iputils-arping arp-scan nmap dnsmasq-base python3-venv hyperfine)
+
+say() { printf 'dev.sh: %s\n' "$*" >&2; }
+
+need_apt() {
+  local missing=()
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v arping >/dev/null || missing+=(iputils-arping)
+  command -v arp-scan >/dev/null || missing+=(arp-scan)
+  command -v nmap >/dev/null || missing+=(nmap)
+  command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
+  command -v hyperfine >/dev/null || missing+=(hyperfine)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  printf '%s\n' "${missing[@]}"
+}
+
+setup() {
+  local missing
+  missing=$(need_apt)
+  if [ -n "$missing" ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      say "installing with apt: $(echo "$missing" | tr '\n' ' ')"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq
+      # shellcheck disable=SC2086
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    else
+      say "missing system packages: $(echo "$missing" | tr '\n' ' ') (run as root to install them with apt)"
+    fi
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if ! "$VENV/bin/python" -c 'import phoenix_hook, netaddr, proxmoxer, requests, pytest, hypothesis, responses' 2>/dev/null \
+     || [ setup.cfg -nt "$VENV/.installed" ]; then
+    say "installing phoenix-hook and its test dependencies into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    touch "$VENV/.installed"
+  fi
+}
+
+case "${1:-help}" in
+  setup) setup ;;
+  demo) setup; shift; exec "$VENV/bin/phoenix-hook" demo "$@" ;;
+  test)
+    setup; shift
+    set +e
+    "$VENV/bin/python" -m pytest "$@"
+    rc=$?
+    set -e
+    if [ "$rc" -eq 5 ]; then say "pytest collected no tests: that is a failure"; exit 1; fi
+    exit "$rc" ;;
+  bench)
+    setup; shift
+    for b in bench/bench_*.py; do say "running $b"; "$VENV/bin/python" "$b" "$@"; done ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
+esac
