@@ -1,0 +1,52 @@
+"""`phoenix-hook demo`: the outage replay builds its lab, shows both outcomes, and leaves nothing."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from phoenix_hook import lab
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.skipif(lab.available() is not None, reason=f"demo: {lab.available()}")
+
+
+def _namespaces():
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def _demo():
+    return subprocess.Popen([sys.executable, "-m", "phoenix_hook", "demo"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_demo_refuses_the_squatted_container_and_starts_the_clean_one():
+    before = _namespaces()
+    p = _demo()
+    out = p.communicate(timeout=60)[0]
+    assert p.returncode == 0, out
+    assert "CT 950 net0 10.0.0.150 is free on vmbr0" in out
+    assert "CT 951 net0 10.0.0.151 is in use by 16:0d:a0:c0:b9:1b" in out
+    assert "start refused" in out
+    assert "CT 951: verdict=conflict action=refused" in out
+    assert "CT 950: verdict=clear action=allowed" in out
+    assert _namespaces() == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_demo_removes_its_lab_when_interrupted(sig):
+    before = _namespaces()
+    p = _demo()
+    seen = []
+    for line in p.stdout:           # interrupt once the lab is built and a hook runs
+        seen.append(line)
+        if "pct start 950" in line:
+            assert len(_namespaces() - before) >= 4
+            p.send_signal(sig)
+            break
+    out = "".join(seen) + p.communicate(timeout=30)[0]
+    assert p.returncode == 130, out
+    assert "interrupted: lab removed" in out
+    assert _namespaces() == before
