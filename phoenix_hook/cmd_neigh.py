@@ -1,0 +1,86 @@
+"""`phoenix-hook neigh`: this host's ARP / IPv6 neighbour table, with each entry's guest.
+
+Reads the table the kernel already has (neigh.py: `ip -j neigh`, else
+/proc/net/arp); sends nothing. Owners and flags as `scan` (scan.Owners),
+except that the table is one address space: claims match by address on any
+bridge or VLAN. The kernel keeps one MAC per address and device, so a live
+conflict on one segment shows here as a MAC that changes; `scan` sees it
+as DUP.
+
+JSON (one object): {"source": "ip" | "/proc/net/arp",
+  "rows": [{"ip", "family", "mac", "dev", "state": [..], "vendor", "owner", "owner_vmid",
+            "owner_by", "mac_owner", "flags": [..]}]}
+Exit: 0 nothing wrong, 1 a DUP or MAC-MISMATCH, 2 bad usage, 3 could not read the table.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+
+from .cli import CannotCheck, load_settings
+from . import scan
+
+
+def add_parser(sub):
+    p = sub.add_parser("neigh", help="this host's neighbour table, with each entry's guest",
+                       description="List this host's ARP and IPv6 neighbour entries with the vendor "
+                       "of each MAC and the guest configured for each address; flags as in scan. "
+                       "Sends nothing. Exit 0 nothing wrong, 1 DUP or MAC-MISMATCH, 3 could not "
+                       "read the table.")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--all", action="store_true", help="also entries with no MAC yet (INCOMPLETE, FAILED)")
+    return p
+
+
+def rows_for(entries, owners: scan.Owners, vendor_of=lambda mac: None, include_unresolved=False):
+    """Pure: neighbour entries -> row dicts with owner and flags, sorted by family and address."""
+    macs_by_ip: dict[str, set] = {}
+    for e in entries:
+        if e.mac:
+            macs_by_ip.setdefault(e.ip, set()).add(e.mac)
+    rows = []
+    for e in entries:
+        if e.mac is None and not include_unresolved:
+            continue
+        a = owners.attribute(e.ip, e.mac, macs_by_ip.get(e.ip, ()))
+        rows.append({"ip": e.ip, "family": e.family, "mac": e.mac, "dev": e.dev, "state": list(e.state),
+                     "vendor": scan.vendor_words(e.mac, vendor_of) if e.mac else None, **a})
+    rows.sort(key=lambda r: (r["family"], ipaddress.ip_address(r["ip"]), r["dev"] or "", r["mac"] or ""))
+    return rows
+
+
+def run(args) -> int:
+    from . import neigh, vendor
+    from .cmd_scan import columns
+    from .pve import FileSource
+
+    settings = load_settings(args)
+    try:
+        entries, source = neigh.read_neighbours()
+    except neigh.NeighError as exc:
+        raise CannotCheck(exc.strerror) from None
+    guests = FileSource(settings.pve_root, settings.node).guests()
+    addrs = neigh.read_addresses() or []
+    claims = scan.guest_claims(guests, ipv6=True)
+    claims += scan.host_claims(settings.node, [(a.ip, a.mac) for a in addrs
+                                              if not ipaddress.ip_address(a.ip).is_loopback])
+    try:
+        with open(f"{settings.pve_root}/corosync.conf", encoding="utf-8", errors="replace") as f:
+            claims += scan.node_claims(scan.corosync_nodes(f.read()), settings.node)
+    except OSError:
+        pass
+    rows = rows_for(entries, scan.Owners(claims, scan.mac_claims(guests)), vendor.vendor, args.all)
+    if args.json:
+        print(json.dumps({"source": source, "rows": rows}, indent=2))
+    else:
+        color = sys.stdout.isatty()
+        cells = [("IP", "MAC", "DEV", "STATE", "VENDOR", "OWNER", "FLAGS")]
+        for r in rows:
+            flags = " ".join(r["flags"] + ([f"(MAC of {r['mac_owner']})"] if r["mac_owner"] else []))
+            cells.append((r["ip"], r["mac"] or "-", r["dev"] or "-", ",".join(r["state"]) or "-",
+                          (r["vendor"] or "-")[:32], r["owner"] or "-", flags))
+        print(f"{len(rows)} neighbours (from {source})")
+        if rows:
+            print("\n".join(columns(cells, color)))
+    return scan.exit_code(r["flags"] for r in rows)

@@ -1,0 +1,454 @@
+"""The subnet survey, decided: which addresses to ask, when to ask again, what the answers mean. Pure.
+
+No sockets and no clock: `now` is always a parameter (cmd_scan.py drives
+this over wire.py with time.monotonic). The shape follows arp-scan(1):
+one ARP request per address, a per-host timeout, a backoff factor for each
+further attempt, and retries only for hosts that have not answered. Unlike
+arp-scan the first pass goes out at once (bounded by --rate) and every
+reply is kept, so two MACs answering for one address both show.
+
+Owners come from the guest configs (guest.py), this host's own addresses
+and the cluster's node list (corosync.conf); flags are the admin's words:
+  DUP           several MACs answer for one address: a live conflict
+  MAC-MISMATCH  the address's owner is configured with another MAC
+  UNCLAIMED     it answers, but no guest, node or host claims it
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+from . import arp
+
+# Defaults, and why (arp-scan's are --retry=2 attempts, --timeout=500 ms,
+# --backoff=1.5, --bandwidth=256000 bit/s, i.e. ~530 requests/s):
+RATE = 2000          # requests/s: a /24 in 0.13 s, ~1.3 Mbit/s with Ethernet framing
+RETRIES = 2          # attempts after the first: 3 in all, one more than arp-scan
+TIMEOUT_MS = 100     # first wait; a LAN answers ARP in well under 10 ms, and a
+                     # late answer to any earlier attempt still counts
+BACKOFF = 1.5        # arp-scan's: each further wait is 1.5 times the previous
+WIDEST_WITHOUT_YES = 16
+WIDEST = 12          # even with --yes: a /12 is 1M addresses, ~9 min a pass at RATE
+DUP, MISMATCH, UNCLAIMED = "DUP", "MAC-MISMATCH", "UNCLAIMED"
+FLAGS = (DUP, MISMATCH, UNCLAIMED)
+
+
+class ScanUsage(ValueError):
+    """A CIDR or option the admin has to fix; str() is the line to show."""
+
+
+# -- what to sweep --------------------------------------------------------------
+def parse_cidr(text: str) -> ipaddress.IPv4Network:
+    """'10.0.0.0/24' (host bits allowed: 10.0.0.7/24 means its subnet) or one address."""
+    try:
+        net = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ScanUsage(f"'{text}' is not an IPv4 network; write it like 10.0.0.0/24") from None
+    if net.version != 4:
+        raise ScanUsage(f"{text} is IPv6: an ARP sweep is IPv4 only "
+                        f"(phoenix-hook neigh shows IPv6 neighbours)")
+    return net
+
+
+def check_size(net: ipaddress.IPv4Network, yes: bool, rate: float = RATE) -> None:
+    """Refuse prefixes wider than /16 unless --yes; never wider than /12."""
+    if net.prefixlen < WIDEST:
+        raise ScanUsage(f"{net} is too large to sweep by ARP ({net.num_addresses} addresses); "
+                        f"scan it in parts of /{WIDEST} or smaller")
+    if net.prefixlen < WIDEST_WITHOUT_YES and not yes:
+        minutes = net.num_addresses / rate / 60
+        raise ScanUsage(f"{net} has {net.num_addresses} addresses (about {minutes:.0f} min a pass "
+                        f"at {rate:g} requests/s); add --yes to sweep it anyway")
+
+
+def targets(net: ipaddress.IPv4Network) -> range:
+    """Every address of the network as integers, network and broadcast included:
+    a host with another prefix may hold them (arp-scan sweeps them too)."""
+    first = int(net.network_address)
+    return range(first, first + net.num_addresses)
+
+
+def ip_int(ip: str) -> int:
+    return int.from_bytes(arp.ip_to_bytes(ip), "big")
+
+
+def ip_str(n: int) -> str:
+    return arp.ip_to_str(n.to_bytes(4, "big"))
+
+
+def request_frames(src_mac: str, src_ip: str | None, vlan: int | None, probe_for=frozenset()):
+    """A function ip_int -> the who-has frame for it (RFC 826).
+
+    Sender IP src_ip, or 0.0.0.0 (an RFC 5227 2.1.1 probe) when the bridge
+    has no address in the subnet. Addresses in probe_for (the host's own)
+    are always probed from 0.0.0.0: a request from an address for itself
+    would be a gratuitous ARP, and only another holder answers anyway.
+    """
+    plain = arp.build_request(src_mac, src_ip or arp.ZERO_IP, arp.ZERO_IP, vlan)
+    probe = arp.build_probe(src_mac, arp.ZERO_IP, vlan)
+    tpa = (18 if vlan is not None else 14) + 24        # Ethernet (+802.1Q) + ARP up to tpa
+    mine = {ip_int(a) for a in probe_for}
+
+    def frame(n: int) -> bytes:
+        base = probe if n in mine else plain
+        return base[:tpa] + n.to_bytes(4, "big") + base[tpa + 4:]
+    return frame
+
+
+def is_answer(pkt: arp.ArpPacket, my_mac: str, vlan: int | None, own_macs=frozenset()) -> bool:
+    """Does this ARP packet answer our sweep? A reply (RFC 826 op 2) in our VLAN,
+    to us (or broadcast, as some devices do), from a MAC that is not this host's."""
+    if pkt.op != arp.ARP_REPLY or pkt.vlan != vlan:
+        return False
+    if pkt.sender_mac == my_mac or pkt.sender_mac in own_macs or pkt.sender_ip == arp.ZERO_IP:
+        return False
+    return my_mac in (pkt.eth_dst, pkt.target_mac) or pkt.eth_dst == arp.BROADCAST
+
+
+# -- when to send ---------------------------------------------------------------
+class Sweep:
+    """The send schedule of one sweep; feed it answers, ask it what is due.
+
+    Every address gets one request in the first pass, in address order;
+    an address that has not answered `timeout` seconds after a request gets
+    another, each wait `backoff` times the one before (arp-scan(1) --timeout,
+    --backoff), up to `retries` more. A token bucket holds the send rate at
+    `rate` with bursts of at most `burst` frames; the first pass goes out
+    before any retry, so on a large subnet the first wait is longer than
+    `timeout`, never shorter. The sweep is over when
+    nothing is left to send, every last wait has passed (or its address
+    answered) and `linger` seconds have passed since the last frame, so
+    late second answers (DUP) are still heard.
+    """
+
+    def __init__(self, addresses, *, rate: float = RATE, retries: int = RETRIES,
+                 timeout: float = TIMEOUT_MS / 1000, backoff: float = BACKOFF,
+                 linger: float | None = None, burst: float | None = None):
+        if rate <= 0 or retries < 0 or timeout <= 0 or backoff < 1:
+            raise ValueError("rate and timeout must be > 0, retries >= 0, backoff >= 1")
+        self.addresses = addresses
+        self._member = addresses if isinstance(addresses, range) else frozenset(addresses)
+        self.rate = float(rate)
+        self.waits = [timeout * backoff ** k for k in range(retries + 1)]
+        self.linger = timeout if linger is None else linger
+        self.burst = burst if burst is not None else max(1.0, min(64.0, self.rate / 200))
+        self.sent = 0
+        self.attempts: dict[int, int] = {}
+        self.answers: dict[int, dict[str, float]] = {}      # ip -> {mac: first heard}
+        self._cursor = 0
+        # Retries per attempt number; each deque is in due order because sends are.
+        self._retry = [deque() for _ in range(retries)]
+        self._finals: deque = deque()                       # (deadline, ip) after the last attempt
+        self._tokens = self.burst
+        self._clock = None
+        self._last_send = None
+
+    def start(self, now: float) -> None:
+        self._clock = now
+
+    @property
+    def first_pass_done(self) -> bool:
+        return self._cursor >= len(self.addresses)
+
+    def answer(self, ip: int, mac: str, now: float) -> bool:
+        """Record that mac answered for ip; True when this (ip, mac) is new to the sweep."""
+        if ip not in self._member:
+            return False
+        macs = self.answers.setdefault(ip, {})
+        if mac in macs:
+            return False
+        macs[mac] = now
+        return True
+
+    def _refill(self, now: float) -> None:
+        if self._clock is None:
+            self._clock = now
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._clock) * self.rate)
+        self._clock = max(self._clock, now)
+
+    def _next_due(self, now: float) -> tuple[float, int, int] | None:
+        """(due, ip, attempt index) of the earliest request due by now, answered ones dropped."""
+        best = None
+        if not self.first_pass_done:
+            best = (float("-inf"), self.addresses[self._cursor], 0)
+        self._prune()
+        for k, q in enumerate(self._retry, start=1):
+            if q and q[0][0] <= now and (best is None or q[0][0] < best[0]):
+                best = (q[0][0], q[0][1], k)
+        return best
+
+    def due(self, now: float) -> list[int]:
+        """Addresses to send a request to now (the rate allowing); marks them sent."""
+        self._refill(now)
+        out = []
+        while self._tokens >= 1:
+            nxt = self._next_due(now)
+            if nxt is None:
+                break
+            _due, ip, k = nxt
+            if k == 0:
+                self._cursor += 1
+            else:
+                self._retry[k - 1].popleft()
+            self._tokens -= 1
+            self.sent += 1
+            self.attempts[ip] = k + 1
+            self._last_send = now
+            wait_until = now + self.waits[k]
+            if k < len(self._retry):
+                self._retry[k].append((wait_until, ip))
+            else:
+                self._finals.append((wait_until, ip))
+            out.append(ip)
+        return out
+
+    def _prune(self) -> None:
+        """Drop answered addresses from the heads of the retry queues (the rest wait their turn)."""
+        for q in self._retry:
+            while q and q[0][1] in self.answers:
+                q.popleft()
+
+    def _drop_finals(self, now: float) -> None:
+        f = self._finals
+        while f and (f[0][0] <= now or f[0][1] in self.answers):
+            f.popleft()
+
+    def wakeup(self, now: float) -> float:
+        """When something next needs doing: a send, a last wait ending, the linger."""
+        self._prune()
+        nexts = [now] if not self.first_pass_done else []
+        nexts += [q[0][0] for q in self._retry if q]
+        if nexts:
+            t = min(nexts)
+            if self._tokens < 1:
+                t = max(t, self._clock + (1 - self._tokens) / self.rate)
+            return max(t, now)
+        self._drop_finals(now)
+        ends = [self._finals[0][0]] if self._finals else []
+        if self._last_send is not None:
+            ends.append(self._last_send + self.linger)
+        return max([now] + ends)
+
+    def done(self, now: float) -> bool:
+        self._prune()
+        if not self.first_pass_done or any(self._retry):
+            return False
+        self._drop_finals(now)
+        if self._finals:
+            return False
+        return self._last_send is None or now >= self._last_send + self.linger
+
+
+# -- who claims an address --------------------------------------------------------
+@dataclass(frozen=True)
+class Claim:
+    """Someone configured to hold an address: a guest NIC, this host, a cluster node."""
+    ip: str
+    owner: str                 # "CT 951 vllm-granite-embed-r2", "VM 120 web", "host pve1"
+    vmid: int | None = None
+    nic: str | None = None     # "net0"
+    mac: str | None = None     # the configured MAC, lower-case; None when not known
+    node: str | None = None
+    kind: str = "guest"        # "guest" | "host" | "node"
+
+
+def _label(g) -> str:
+    return f"{g.label} {g.name}" if g.name else g.label
+
+
+def _ip6(raw: str | None) -> str | None:
+    if not raw or raw in ("auto", "dhcp", "manual"):
+        return None
+    try:
+        return str(ipaddress.IPv6Interface(raw).ip)
+    except ValueError:
+        return None
+
+
+def guest_claims(guests, bridge: str | None = None, vlan: int | None = None, ipv6: bool = False):
+    """Static addresses of every guest NIC (templates never run, so they claim nothing).
+
+    With bridge given, only NICs on that bridge and VLAN (tag) count: the
+    same address on another segment is another host, not a conflict.
+    """
+    out = []
+    for g in guests:
+        if g.template:
+            continue
+        for n in g.nics:
+            if n.error or (bridge is not None and (n.bridge != bridge or n.tag != vlan)):
+                continue
+            ips = [n.address] + ([_ip6(n.ip6)] if ipv6 else [])
+            for ip in filter(None, ips):
+                out.append(Claim(ip=ip, owner=_label(g), vmid=g.vmid, nic=n.key, mac=n.hwaddr,
+                                 node=g.node))
+    return out
+
+
+def mac_claims(guests) -> dict[str, Claim]:
+    """Configured MAC -> the guest NIC it belongs to (DHCP and SLAAC guests too)."""
+    out = {}
+    for g in guests:
+        for n in g.nics:
+            if n.hwaddr and not g.template:
+                out.setdefault(n.hwaddr, Claim(ip="", owner=_label(g), vmid=g.vmid, nic=n.key,
+                                               mac=n.hwaddr, node=g.node))
+    return out
+
+
+def host_claims(node: str, addresses) -> list[Claim]:
+    """This host's own addresses [(ip, mac)]: owner "host <node>"."""
+    return [Claim(ip=ip, owner=f"host {node}", mac=mac, node=node, kind="host") for ip, mac in addresses]
+
+
+_NODE_KEY = re.compile(r"^\s*(name|ring\d+_addr)\s*:\s*(\S+)\s*$")
+
+
+def corosync_nodes(text: str) -> list[tuple[str, str]]:
+    """(node name, address) from corosync.conf's nodelist { node { name: ..; ringN_addr: .. } }.
+
+    corosync.conf(5); PVE keeps it at /etc/pve/corosync.conf. Addresses that
+    are host names, not IPs, are skipped. Never raises.
+    """
+    out, stack, name, addrs = [], [], None, []
+    for line in text.splitlines():
+        s = line.split("#", 1)[0].strip()
+        if s.endswith("{"):
+            stack.append(s[:-1].strip())
+            if stack[-2:] == ["nodelist", "node"]:
+                name, addrs = None, []
+        elif s == "}":
+            if stack[-2:] == ["nodelist", "node"] and name:
+                out += [(name, a) for a in addrs]
+            if stack:
+                stack.pop()
+        elif stack[-2:] == ["nodelist", "node"]:
+            m = _NODE_KEY.match(s)
+            if m and m.group(1) == "name":
+                name = m.group(2)
+            elif m:
+                try:
+                    addrs.append(str(ipaddress.ip_address(m.group(2))))
+                except ValueError:
+                    pass
+    return out
+
+
+def node_claims(nodes, this_node: str) -> list[Claim]:
+    return [Claim(ip=ip, owner=f"host {name}", node=name, kind="node")
+            for name, ip in nodes if name != this_node]
+
+
+class Owners:
+    """Claims indexed by address and by MAC."""
+
+    def __init__(self, claims=(), macs: dict | None = None):
+        self.by_ip: dict[str, list[Claim]] = {}
+        for c in claims:
+            lst = self.by_ip.setdefault(c.ip, [])
+            if c not in lst:
+                lst.append(c)
+        self.by_mac = dict(macs or {})
+
+    def attribute(self, ip: str, mac: str | None, macs_for_ip) -> dict:
+        """Owner and flags for one (ip, mac) answer; macs_for_ip: every MAC heard for ip."""
+        claims = self.by_ip.get(ip, [])
+        flags = []
+        if len(set(macs_for_ip)) > 1:
+            flags.append(DUP)
+        mac_owner = self.by_mac.get(mac) if mac else None
+        owner_by = None
+        if claims:
+            owner_by = "address"
+            same = [c for c in claims if c.mac == mac]
+            shown = same or claims
+            known = {c.mac for c in claims if c.mac}
+            if mac and known and mac not in known:
+                flags.append(MISMATCH)
+        elif mac_owner is not None:
+            owner_by, shown = "mac", [mac_owner]
+        else:
+            shown = []
+            if mac:
+                flags.append(UNCLAIMED)
+        owners = list(dict.fromkeys(c.owner for c in shown))
+        vmids = [c.vmid for c in shown if c.vmid is not None]
+        stranger = None
+        if MISMATCH in flags and mac_owner is not None and mac_owner.owner not in owners:
+            stranger = mac_owner.owner
+        return {"owner": ", ".join(owners) or None, "owner_vmid": vmids[0] if vmids else None,
+                "owner_by": owner_by, "mac_owner": stranger, "flags": flags}
+
+
+# -- the result -----------------------------------------------------------------
+@dataclass
+class Row:
+    ip: str
+    mac: str
+    vendor: str | None
+    owner: str | None
+    owner_vmid: int | None
+    flags: list = field(default_factory=list)
+    owner_by: str | None = None     # "address" | "mac" | None
+    mac_owner: str | None = None    # MAC-MISMATCH: the guest this MAC belongs to
+
+    def to_json(self) -> dict:
+        return {"ip": self.ip, "mac": self.mac, "vendor": self.vendor, "owner": self.owner,
+                "owner_vmid": self.owner_vmid, "flags": list(self.flags), "owner_by": self.owner_by,
+                "mac_owner": self.mac_owner}
+
+
+def vendor_words(mac: str, lookup) -> str | None:
+    """The OUI's organisation, "locally administered" when the U/L bit says so, else None."""
+    v = lookup(mac)
+    if v:
+        return v
+    if int(mac[:2], 16) & 0x02:                 # IEEE 802 U/L bit
+        return "locally administered"
+    return None
+
+
+def build_rows(answers: dict, owners: Owners, vendor_of=lambda mac: None) -> list[Row]:
+    """One row per (ip, mac) heard; answers maps ip (str or int) -> {mac: ...}."""
+    rows = []
+    for key in sorted(answers, key=lambda k: ip_int(k) if isinstance(k, str) else k):
+        ip = key if isinstance(key, str) else ip_str(key)
+        macs = list(answers[key])
+        for mac in sorted(macs):
+            a = owners.attribute(ip, mac, macs)
+            rows.append(Row(ip=ip, mac=mac, vendor=vendor_words(mac, vendor_of), **a))
+    return rows
+
+
+@dataclass(frozen=True)
+class Silent:
+    ip: str
+    vmid: int | None
+    nic: str | None
+    owner: str
+    node: str | None
+
+    def to_json(self) -> dict:
+        return {"ip": self.ip, "vmid": self.vmid, "nic": self.nic, "owner": self.owner, "node": self.node}
+
+
+def silent(claims, net: ipaddress.IPv4Network, heard) -> list[Silent]:
+    """Guest addresses in net that nobody answered for (a stopped guest, or one unreachable)."""
+    out = []
+    for c in claims:
+        if c.kind != "guest" or c.ip in heard:
+            continue
+        try:
+            if ipaddress.IPv4Address(c.ip) not in net:
+                continue
+        except ValueError:
+            continue
+        out.append(Silent(ip=c.ip, vmid=c.vmid, nic=c.nic, owner=c.owner, node=c.node))
+    return sorted(set(out), key=lambda s: (ip_int(s.ip), s.vmid or 0, s.nic or ""))
+
+
+def exit_code(flag_lists) -> int:
+    """0 nothing wrong, 1 a DUP or MAC-MISMATCH anywhere (as `check`: a conflict)."""
+    return 1 if any(DUP in f or MISMATCH in f for f in flag_lists) else 0
