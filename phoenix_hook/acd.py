@@ -162,7 +162,10 @@ class ProbeRun:
     def due(self, now: float) -> list[tuple[str, bytes]]:
         """Frames to send now: (iface, frame) for every candidate still open."""
         out = []
-        while self._next < len(self._offsets) and now - self._start >= self._offsets[self._next]:
+        # Compare absolute times, exactly as wakeup() computes them: with
+        # now - start >= offset, a clock that wakes at wakeup() can be 1 ulp
+        # short ((start + off) - start < off) and spin without sending.
+        while self._next < len(self._offsets) and now >= self._start + self._offsets[self._next]:
             self._next += 1
             for c in self.candidates:
                 if c.key not in self.conflicts:
@@ -194,4 +197,4 @@ class ProbeRun:
             return True
         if len(self.conflicts) == len(self.candidates):
             return True
-        return now - self._start >= self._end
+        return now >= self._start + self._end

@@ -12,17 +12,19 @@ def add_parser(sub):
                        "hookscript does at pre-start. Exit 0 all clear, 1 a conflict, 2 bad usage "
                        "or config, 3 could not check.")
     p.add_argument("vmids", nargs="*", metavar="VMID", help="guest IDs")
-    p.add_argument("--all", action="store_true", help="every container of this node")
+    p.add_argument("--all", action="store_true", help="every guest (CT and VM) of this node")
     p.add_argument("--json", action="store_true", help="one JSON object (README 'JSON output')")
     p.add_argument("--timeout-ms", type=int, metavar="MS",
                    help="probe window, overriding probe_timeout_ms (50-60000)")
+    from . import sources
+    sources.add_argument(p)
     return p
 
 
 def guest_source(args, settings):
-    """The configs to read. Files under pve_root (issue #3 adds the API)."""
-    from .pve import FileSource
-    return FileSource(settings.pve_root, settings.node)
+    """The configs to read: files under pve_root, or the API (--source, sources.py)."""
+    from . import sources
+    return sources.open_source(settings, getattr(args, "source", None))
 
 
 def run(args) -> int:
@@ -43,7 +45,7 @@ def run(args) -> int:
     source = guest_source(args, settings)
     try:
         if args.all:
-            vmids = [c.vmid for c in source.config_files(node=settings.node, types=("lxc",))]
+            vmids = [c.vmid for c in source.config_files(node=settings.node)]
         guests = []
         for vmid in vmids:
             g = source.guest(vmid, with_pending=True)
@@ -54,7 +56,8 @@ def run(args) -> int:
         raise UsageError(str(exc)) from None
     except pve.SourceError as exc:
         raise CannotCheck(str(exc)) from None
-    opts = Options(timeout=args.timeout_ms, stop_on_first=False, running=pve.guest_running)
+    from .sources import running_checker
+    opts = Options(timeout=args.timeout_ms, stop_on_first=False, running=running_checker(source))
     report = run_check(guests, settings, opts, load_cluster=source.guests)
     if args.json:
         print(report.json())

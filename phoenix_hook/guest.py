@@ -26,6 +26,7 @@ _KEY_RE = re.compile(r"^([a-z][a-z0-9_\-.]*)\s*:\s*(.*?)\s*$")
 _SECTION_RE = re.compile(r"^\[([^\]]+)\]\s*$")
 _NET_RE = re.compile(r"^net(\d+)$")
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_DIGITS_RE = re.compile(r"^[0-9]+$")   # ASCII only: str.isdigit() accepts '²', which int() rejects
 _QEMU_MODELS = frozenset({
     "e1000", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "e1000e", "i82551", "i82557b",
     "i82559er", "ne2k_isa", "ne2k_pci", "pcnet", "rtl8139", "virtio", "vmxnet3",
@@ -139,7 +140,7 @@ def _mac(value: str | None) -> tuple[str | None, str | None]:
 def _tag(value: str | None) -> tuple[int | None, str | None]:
     if value is None or value == "":
         return None, None
-    if not value.isdigit() or not 1 <= int(value) <= 4094:
+    if not _DIGITS_RE.match(value) or not 1 <= int(value) <= 4094:
         return None, f"tag={value!r} is not a VLAN ID (1-4094)"
     return int(value), None
 
@@ -151,7 +152,7 @@ def _ipv4(ip: str | None, gw: str | None):
     addr, sep, plen = ip.partition("/")
     try:
         a = ipaddress.IPv4Address(addr)
-        if not sep or not plen.isdigit() or not 0 <= int(plen) <= 32:
+        if not sep or not _DIGITS_RE.match(plen) or not 0 <= int(plen) <= 32:
             raise ValueError
     except ValueError:
         return None, None, f"ip={ip!r} is not dhcp, manual or an IPv4 address with /prefix"
@@ -174,6 +175,8 @@ def parse_lxc_net(key: str, value: str) -> Nic:
     error = err_ip or err_mac or err_tag
     if error is None and not p.get("name"):
         error = "name= is missing"
+    if error:                     # a NIC we cannot read is never probed or compared
+        address, plen = None, None
     return Nic(key=key, bridge=p.get("bridge") or None, hwaddr=hwaddr, ip=p.get("ip"),
                address=address, prefixlen=plen, gw=p.get("gw"), ip6=p.get("ip6"), tag=tag,
                name=p.get("name"), error=error)
@@ -196,6 +199,8 @@ def parse_qemu_net(key: str, value: str, ipconfig: str | None) -> Nic:
     error = err_ip or err_mac or err_tag
     if error is None and model is None:
         error = "no NIC model (virtio=, e1000=, ...)"
+    if error:
+        address, plen = None, None
     return Nic(key=key, bridge=p.get("bridge") or None, hwaddr=hwaddr, ip=c.get("ip"),
                address=address, prefixlen=plen, gw=c.get("gw"), ip6=c.get("ip6"), tag=tag,
                name=model, error=error)

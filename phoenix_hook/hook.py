@@ -123,21 +123,27 @@ def _decide(vmid, settings, mode, timeout, t0, record) -> int:
     for line in task_log_lines(g):
         say(line)
     if verdict == "error":
-        return _could_not_check(vmid, settings, record, t0, None, label=g.label)
+        # The per-NIC lines above say what failed; the verdict line repeats it,
+        # so the one loud line an admin reads names the bridge / the step.
+        why = "; ".join(([g.error] if g.error else []) +
+                        [f"{n.nic}: {n.note}" for n in g.nics if n.verdict == "error"])
+        return _could_not_check(vmid, settings, record, t0, why or None, label=g.label, shown=True)
     _log(settings, record, verdict, "allowed", 0, t0)
     return 0
 
 
-def _could_not_check(vmid, settings, record, t0, why, label=None) -> int:
+def _could_not_check(vmid, settings, record, t0, why, label=None, shown=False) -> int:
     label = label or f"guest {vmid}"
-    if why:
+    if why and not shown:
         say(f"{P} {label}: could not check: {why}")
     record["error"] = why
+    because = f" ({why})" if why else ""
     if settings.on_error == "refuse":
-        say(f"{P} {label} not started: the check failed and on_error = refuse")
+        say(f"{P} {label} not started: the check failed{because} and on_error = refuse")
         _log(settings, record, "error", "refused", 1, t0)
         return 1
-    say(f"WARNING: {P} {label} was NOT checked for address conflicts; starting anyway (on_error = allow)")
+    say(f"WARNING: {P} {label} was NOT checked for address conflicts{because}; "
+        f"starting anyway (on_error = allow)")
     _log(settings, record, "error", "allowed", 0, t0)
     return 0
 

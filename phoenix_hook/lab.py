@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 
 
@@ -50,6 +51,7 @@ class Lab:
         self.procs: list[subprocess.Popen] = []
         self._n = itertools.count(1)
         self._lan: str | None = None
+        self._macvlan_ns: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self):
@@ -72,6 +74,9 @@ class Lab:
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+            for pipe in (p.stdout, p.stderr):
+                if pipe:
+                    pipe.close()
         self.procs.clear()
         for ns in reversed(self.namespaces):
             _run(["ip", "netns", "del", ns], check=False)
@@ -127,6 +132,7 @@ class Lab:
         for cidr in cidrs:
             i = next(self._n)
             ns = self.add_namespace(f"{self.prefix}-m{i}")
+            self._macvlan_ns.add(ns)
             dev = f"mv{i}"
             self.ip(self._lan, "link", "add", dev, "link", "lan0", "type", "macvlan", "mode", "bridge")
             self.ip(self._lan, "link", "set", dev, "netns", ns)
@@ -152,25 +158,62 @@ class Lab:
                              stderr=subprocess.PIPE, text=True, env=env, **kw)
         self.procs.append(p)
         if ready:
-            end = time.monotonic() + timeout
-            while time.monotonic() < end:
-                line = p.stdout.readline()
-                if not line:
-                    raise LabError(f"{argv[0]} exited before it was ready: {p.stderr.read().strip()}")
-                if ready in line:
-                    break
-            else:
-                raise LabError(f"{argv[0]} was not ready within {timeout} s")
+            # readline() blocks: wait for it in a thread, so a process that
+            # neither prints nor exits still ends at the timeout.
+            found = threading.Event()
+
+            def _read():
+                for line in p.stdout:
+                    if ready in line:
+                        found.set()
+                        return
+            reader = threading.Thread(target=_read, daemon=True)
+            reader.start()
+            reader.join(timeout)
+            if not found.is_set():
+                if reader.is_alive():
+                    p.kill()
+                    raise LabError(f"{argv[0]} was not ready within {timeout} s")
+                p.wait()
+                raise LabError(f"{argv[0]} exited before it was ready: {p.stderr.read().strip()}")
         return p
 
+    def links_not_ready(self, ns: str) -> list[str]:
+        """Links in ns that are set up but not usable yet: no carrier (LOWER_UP),
+        or a bridge port not yet forwarding. Links left down on purpose are fine."""
+        import json
+        out = []
+        links = json.loads(self.ip(ns, "-j", "-d", "link", "show").stdout or "[]")
+        up = {x["ifname"] for x in links if "UP" in x.get("flags", [])}
+        for link in links:
+            flags = link.get("flags", [])
+            if "UP" not in flags or link.get("ifname") == "lo":
+                continue
+            info = link.get("linkinfo", {})
+            if "LOWER_UP" not in flags and info.get("info_kind") != "bridge":
+                out.append(f"{ns}/{link['ifname']}: no carrier")
+            elif info.get("info_slave_kind") == "bridge" and link.get("master") in up and \
+                    info.get("info_slave_data", {}).get("state") != "forwarding":
+                out.append(f"{ns}/{link['ifname']}: bridge port not forwarding")
+        return out
+
     def wait_link_ready(self, ns: str | None = None, timeout: float = 5.0) -> None:
-        """Wait until IPv4 on every lab host is usable (veths come up asynchronously)."""
+        """Wait until every link that is up in the lab (or in ns) carries frames.
+
+        veths get their carrier and bridge ports reach 'forwarding'
+        asynchronously; a probe sent before that would go nowhere and the
+        hook would call the address free.
+        """
         end = time.monotonic() + timeout
-        ns = ns or self.pve
-        while time.monotonic() < end:
-            out = self.ip(ns, "-o", "link", "show").stdout
-            if "state DOWN" not in out or "LOWERLAYERDOWN" not in out:
+        # A macvlan's carrier follows lan0's, checked in the -lan namespace;
+        # skipping their namespaces keeps a 250-host lab quick to check.
+        spaces = [ns] if ns else [n for n in self.namespaces if n not in self._macvlan_ns]
+        while True:
+            waiting = [x for n in spaces for x in self.links_not_ready(n)]
+            if not waiting:
                 return
+            if time.monotonic() >= end:
+                raise LabError(f"links not ready within {timeout} s: {', '.join(waiting)}")
             time.sleep(0.02)
 
 

@@ -118,7 +118,7 @@ def task_log_lines(g: GuestResult, action: str = "", warn: bool = False) -> list
                 out.append(f"{'WARNING: ' if warn else ''}{head} {n.ip} {c.line or c.detail} "
                            f"on {_where(n)}{tail}")
         elif n.verdict == "error":
-            out.append(f"{head} {n.ip or ''}: could not check: {n.note}".replace("  ", " "))
+            out.append(f"{head}{' ' + n.ip if n.ip else ''}: could not check: {n.note}")
         elif n.verdict == "skipped":
             out.append(f"{head}: {n.note}")
         else:

@@ -20,12 +20,14 @@ def vendor(mac: str) -> str | None:
         return None
     try:
         from netaddr import EUI
-        from netaddr.core import NotRegisteredError
+        from netaddr.core import AddrFormatError, NotRegisteredError
     except ImportError:
         return None
     try:
         return EUI(mac).oui.registration().org.strip() or None
-    except (NotRegisteredError, ValueError, IndexError, KeyError):
+    except (AddrFormatError, NotRegisteredError, ValueError, IndexError, KeyError):
+        # AddrFormatError is not a ValueError: a string that is no MAC must
+        # give "vendor unknown", not a traceback in the task log
         return None
 
 

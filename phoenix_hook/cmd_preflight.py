@@ -1,0 +1,58 @@
+"""`phoenix-hook preflight PLAN [CTID...]`: check an orchestrator's plan before `pct create`."""
+from __future__ import annotations
+
+import sys
+
+from .cli import CannotCheck, UsageError, load_settings
+
+
+def add_parser(sub):
+    from . import sources
+    p = sub.add_parser("preflight", help="check a plan of containers before they are created",
+                       description="Check a plan (phoenix_lxc_configs.json shape, or a list of "
+                       "{vmid, nic, bridge, ip, mac, vlan}) against itself, the cluster's guests, "
+                       "the host, the DHCP pools and the wire. Exit 0 all clear, 1 a conflict, "
+                       "2 bad usage, plan or config, 3 could not check.")
+    p.add_argument("plan", metavar="PLAN", help="the plan file (JSON), or - for standard input")
+    p.add_argument("ctids", nargs="*", metavar="CTID", help="check only these guests of the plan")
+    p.add_argument("--no-probe", action="store_true", help="config-level checks only, no ARP probes")
+    p.add_argument("--json", action="store_true", help="one JSON object: check's shape, with 'plan' "
+                   "entries in place of 'guests'")
+    p.add_argument("--timeout-ms", type=int, metavar="MS",
+                   help="probe window, overriding probe_timeout_ms (50-60000)")
+    sources.add_argument(p)
+    return p
+
+
+def run(args) -> int:
+    from . import pve, sources
+    from .plan import PlanError
+    from .preflight import preflight
+
+    settings = load_settings(args)
+    if args.timeout_ms is not None and not 50 <= args.timeout_ms <= 60000:
+        raise UsageError(f"--timeout-ms {args.timeout_ms} is out of range; use 50 to 60000")
+    ctids = []
+    for v in args.ctids:
+        if not (v.isascii() and v.isdigit()) or not 100 <= int(v) <= 999999999:
+            raise UsageError(f"'{v}' is not a CTID; CTIDs are numbers from 100 up")
+        ctids.append(int(v))
+    source = sources.open_source(settings, args.source)
+    try:
+        report = preflight(args.plan, ctids, settings=settings, source=source,
+                           probe=not args.no_probe, timeout_ms=args.timeout_ms)
+    except PlanError as exc:
+        raise UsageError(str(exc)) from None
+    except pve.SourceError as exc:
+        raise CannotCheck(str(exc)) from None
+    if args.json:
+        print(report.json())
+    elif not report.guests:
+        print("the plan has no guests with a network to check")
+    else:
+        print(report.table(color=sys.stdout.isatty()))
+    if not args.no_probe and any("does not exist on this host" in n.note
+                                 for g in report.guests for n in g.nics if n.verdict == "error"):
+        sys.stderr.write("phoenix-hook: probing needs the guests' bridges: run preflight on a PVE node, "
+                         "or add --no-probe for the config-level checks only\n")
+    return report.exit_code

@@ -1,0 +1,37 @@
+"""`phoenix-hook reservations --format dnsmasq|isc|kea|csv`: DHCP reservations for static guests."""
+from __future__ import annotations
+
+import sys
+
+from .cli import CannotCheck, load_settings
+
+FORMATS = ("dnsmasq", "isc", "kea", "csv")
+
+
+def add_parser(sub):
+    from . import sources
+    p = sub.add_parser("reservations", help="DHCP reservations for every guest's static address",
+                       description="Print a DHCP reservation (MAC -> IPv4, hostname) for every "
+                       "guest NIC with a static IPv4 address and a MAC, in the DHCP server's own "
+                       "syntax. NICs that cannot be reserved (shared MAC or IP) are named on "
+                       "stderr and make the exit code 1.")
+    p.add_argument("--format", required=True, choices=FORMATS, help="dnsmasq dhcp-host= lines, ISC "
+                   "dhcpd host blocks, Kea Dhcp4 reservations JSON, or CSV")
+    sources.add_argument(p)
+    return p
+
+
+def run(args) -> int:
+    from . import pve, reservations, sources
+
+    settings = load_settings(args)
+    source = sources.open_source(settings, args.source)
+    try:
+        guests = source.guests()
+    except pve.SourceError as exc:
+        raise CannotCheck(str(exc)) from None
+    found, skipped = reservations.collect(guests)
+    sys.stdout.write(reservations.render(found, args.format))
+    for line in skipped:
+        sys.stderr.write(f"phoenix-hook: not reserved: {line}\n")
+    return 1 if skipped else 0

@@ -1,0 +1,335 @@
+"""Guest configs through the Proxmox VE API (proxmoxer): for machines that are not PVE nodes.
+
+The same small interface as pve.FileSource: locate(vmid), read(cf),
+guest(vmid, with_pending=False), config_files(node, types), guests(node, types),
+plus node_addresses() and status(vmid). The calls (REFERENCE section 5):
+
+    GET /cluster/resources?type=vm             id, type, vmid, node, name, status, template
+    GET /nodes/{node}/{lxc|qemu}/{vmid}/config  the config as a flat JSON object
+                                                (current=1: without pending values)
+    GET /cluster/status                         nodes and their addresses
+
+The configs are fetched by a pool of threads, one proxmoxer client (one
+requests session, one kept-alive connection) per thread, so 1000 guests
+cost about 1000/WORKERS round trips in a row, not 1000.
+
+Every failure becomes a pve.SourceError whose str() is one line that names
+what failed and what to do: ApiSettingsError for what the local settings
+or token file got wrong (the CLI exits 2), ApiError for what the API or the
+network answered (exit 3). proxmoxer and requests are imported only here,
+and only when an ApiSource is built.
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from .guest import Guest, parse_config
+from .pve import ConfigFile, NoSuchGuest, SourceError
+
+WORKERS = 16                 # concurrent config fetches (pveproxy serves many per worker)
+API_TYPES = {"lxc": "lxc", "qemu": "qemu"}
+SKIP_KEYS = {"description", "digest"}   # multi-line or meaningless as config lines
+
+
+class ApiError(SourceError):
+    """The API (or the way to it) failed: auth, permission, 5xx, timeout, TLS. Exit 3."""
+
+
+class ApiSettingsError(SourceError):
+    """[api] settings incomplete, token file missing/unsafe: the admin fixes the settings. Exit 2."""
+
+
+def read_token(path: str) -> str:
+    """The token secret from token_file. Refuses a file that group or others can read."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ApiSettingsError(f"cannot read token_file {path}: {exc.strerror}; put the API token "
+                               f"secret in it (chmod 600) or fix token_file in [api]") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ApiSettingsError(f"token_file {path} is not a regular file; point token_file at the "
+                               f"file holding the API token secret")
+    if st.st_mode & 0o077:
+        raise ApiSettingsError(f"token_file {path} is readable by group or others (mode "
+                               f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ApiSettingsError(f"cannot read token_file {path}: {why}; put the API token secret "
+                               f"in it (chmod 600)") from None
+    secret = text.strip()
+    # The secret alone is the documented form; a whole "USER@REALM!ID=SECRET"
+    # (the Authorization header's value, as some guides store it) works too.
+    if "=" in secret and "!" in secret.split("=", 1)[0]:
+        secret = secret.split("=", 1)[1].strip()
+    if not secret or any(c.isspace() for c in secret):
+        raise ApiSettingsError(f"token_file {path} must hold the API token secret alone, on one line "
+                               f"(the 'value' shown by pveum user token add)")
+    return secret
+
+
+def config_text(config: dict) -> str:
+    """A config from the API (flat JSON) as the text of a .conf file, for guest.parse_config.
+
+    The API gives the same strings as the file (netN, ipconfigN, hostname...);
+    numbers come as numbers and raw `lxc.*` keys as lists of pairs: keep only
+    single-line scalar values.
+    """
+    lines = []
+    for key, value in config.items():
+        if key in SKIP_KEYS or isinstance(value, (dict, list)) or value is None:
+            continue
+        if isinstance(value, bool):
+            value = int(value)
+        text = str(value)
+        if "\n" in text or "\r" in text or not isinstance(key, str):
+            continue
+        lines.append(f"{key}: {text}")
+    return "\n".join(lines) + "\n"
+
+
+def _one_line(text, limit: int = 160) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[:limit - 3] + "..."
+
+
+class ApiSource:
+    """Guest configs from the Proxmox VE API."""
+
+    def __init__(self, api: dict, node: str | None = None, settings_path: str | None = None,
+                 workers: int = WORKERS, warn=None):
+        self.api = dict(api)
+        self.node = node
+        self.workers = max(1, workers)
+        self.where = settings_path or "the settings file"
+        self.backend = self.api.get("backend", "https")
+        self.timeout = self.api.get("timeout", 10.0)
+        self._local = threading.local()
+        self._resources: list | None = None
+        warn = warn or (lambda line: sys.stderr.write(line + "\n"))
+        if self.backend == "https":
+            missing = [k for k in ("host", "user", "token_name", "token_file") if not self.api.get(k)]
+            if missing:
+                raise ApiSettingsError(f"[api] in {self.where} lacks {', '.join(missing)}; the API "
+                                       f"needs host, user, token_name and token_file (or backend = local on a node)")
+            self.port = self.api.get("port", 8006)
+            self.target = f"https://{self.api['host']}:{self.port}"
+            self.verify = self.api.get("verify_ssl", True)
+            self._secret = read_token(self.api["token_file"])
+            if self.verify is False:
+                warn(f"phoenix-hook: warning: verify_ssl = false in [api] of {self.where}: the API's TLS "
+                     f"certificate is not checked and the token can be intercepted; set verify_ssl to "
+                     f"the PVE CA file (/etc/pve/pve-root-ca.pem, copied here) instead")
+            elif isinstance(self.verify, str) and not os.path.isfile(self.verify):
+                raise ApiSettingsError(f"verify_ssl = {self.verify} in [api] of {self.where}: no such "
+                                       f"CA file; copy /etc/pve/pve-root-ca.pem there or fix the path")
+        else:
+            self.target = "pvesh on this node"
+        try:
+            import proxmoxer  # noqa: F401  (fail here, once, with a clear line)
+            if self.backend == "https":
+                import requests  # noqa: F401
+        except ImportError as exc:
+            raise ApiSettingsError(f"the API source needs the Python package {exc.name}; install "
+                                   f"phoenix-hook with its dependencies (pip install proxmoxer requests)") from None
+
+    # -- the connection ---------------------------------------------------------
+    def _client(self):
+        """One proxmoxer client per thread: a requests.Session is not meant to be shared."""
+        c = getattr(self._local, "client", None)
+        if c is None:
+            from proxmoxer import ProxmoxAPI
+            try:
+                if self.backend == "local":
+                    c = ProxmoxAPI(backend="local", service="PVE", timeout=self.timeout)
+                else:
+                    c = ProxmoxAPI(self.api["host"], port=self.port, user=self.api["user"],
+                                   token_name=self.api["token_name"], token_value=self._secret,
+                                   verify_ssl=self.verify, timeout=self.timeout, service="PVE")
+            except NotImplementedError as exc:     # proxmoxer's config_failure
+                raise ApiSettingsError(f"[api] in {self.where}: {exc}") from None
+            self._local.client = c
+        return c
+
+    def _get(self, path: str, **params):
+        """GET one API path; every failure as one ApiError line."""
+        what = f"GET {path}"
+        try:
+            data = self._client()(path).get(**params)
+        except SourceError:
+            raise
+        except Exception as exc:                 # translated below; nothing escapes as a traceback
+            raise self._translate(exc, what) from None
+        if isinstance(data, dict) and set(data) == {"errors"}:
+            raise ApiError(f"{self.target}: {what} did not answer JSON ({_one_line(data['errors'], 80)}); "
+                           f"is host/port the Proxmox VE API (port 8006)?")
+        return data
+
+    def _translate(self, exc: Exception, what: str) -> SourceError:
+        from proxmoxer.core import AuthenticationError, ResourceException
+        who = f"{self.api.get('user')}!{self.api.get('token_name')}" if self.backend == "https" else "root"
+        if isinstance(exc, ResourceException):
+            code = exc.status_code
+            detail = _resource_detail(exc)
+            if code == 401:
+                return ApiError(f"{self.target} refused the API token {who} ({what}: 401 {detail}); "
+                                f"check token_file and that the token exists (pveum user token list)")
+            if code == 403:
+                return ApiError(f"API token {who} may not {what} (403 {detail}); grant it read access, "
+                                f"e.g. pveum acl modify / --tokens '{who}' --roles PVEAuditor")
+            if code == 595 or code == 596:
+                return ApiError(f"{self.target}: {what} failed in the proxy or TLS ({code} {detail})")
+            return ApiError(f"{self.target}: {what} failed: {code} {detail}")
+        if isinstance(exc, AuthenticationError):
+            return ApiError(f"{self.target} refused the login of {who}: {_one_line(exc, 100)}; check [api]")
+        if self.backend == "local":
+            import subprocess
+            if isinstance(exc, FileNotFoundError):
+                return ApiSettingsError("backend = local runs pvesh, which is not here: use it on a "
+                                        "Proxmox VE node, or set host and a token in [api]")
+            if isinstance(exc, subprocess.TimeoutExpired):
+                return ApiError(f"pvesh did not answer {what} within timeout = {self.timeout:g} s")
+            return ApiError(f"pvesh {what} failed: {_one_line(exc, 120)}")
+        import requests.exceptions as rx
+        if isinstance(exc, rx.SSLError):
+            return ApiError(f"TLS to {self.target} failed ({_tls_reason(exc)}); set verify_ssl in [api] "
+                            f"to the cluster's CA file (/etc/pve/pve-root-ca.pem)")
+        if isinstance(exc, rx.Timeout):
+            return ApiError(f"{self.target} did not answer {what} within timeout = {self.timeout:g} s; "
+                            f"check host/port in [api] or raise timeout")
+        if isinstance(exc, rx.ConnectionError):
+            return ApiError(f"cannot connect to {self.target} ({_conn_reason(exc)}); check host and "
+                            f"port in [api] and that pveproxy runs")
+        if isinstance(exc, rx.RequestException):
+            return ApiError(f"{self.target}: {what} failed: {_one_line(exc, 120)}")
+        if isinstance(exc, (ValueError, KeyError, TypeError)):
+            return ApiError(f"{self.target}: {what} gave an answer phoenix-hook cannot read "
+                            f"({type(exc).__name__}: {_one_line(exc, 80)})")
+        return ApiError(f"{self.target}: {what} failed: {type(exc).__name__}: {_one_line(exc, 120)}")
+
+    # -- the FileSource interface --------------------------------------------
+    def resources(self, refresh: bool = False) -> list[dict]:
+        """/cluster/resources?type=vm, cached for this source's life (one command)."""
+        if self._resources is None or refresh:
+            data = self._get("cluster/resources", type="vm")
+            if not isinstance(data, list):
+                raise ApiError(f"{self.target}: GET cluster/resources gave {type(data).__name__}, "
+                               f"not a list; is this the Proxmox VE API?")
+            out = []
+            for r in data:
+                if not isinstance(r, dict) or r.get("type") not in API_TYPES:
+                    continue
+                try:
+                    vmid = int(r.get("vmid", str(r.get("id", "")).rpartition("/")[2]))
+                except (TypeError, ValueError):
+                    continue
+                if not r.get("node"):
+                    continue
+                out.append(dict(r, vmid=vmid))
+            self._resources = out
+        return self._resources
+
+    def config_files(self, node: str | None = None, types=("lxc", "qemu")) -> list[ConfigFile]:
+        out = [ConfigFile(r["vmid"], r["type"], str(r["node"]),
+                          f"nodes/{r['node']}/{API_TYPES[r['type']]}/{r['vmid']}/config")
+               for r in self.resources()
+               if r["type"] in types and (node is None or r["node"] == node)]
+        return sorted(out, key=lambda c: (c.vmid, c.node))
+
+    def locate(self, vmid: int) -> ConfigFile:
+        for cf in self.config_files():
+            if cf.vmid == vmid:
+                return cf
+        raise NoSuchGuest(f"guest {vmid} is not in /cluster/resources of {self.target}; check the "
+                          f"VMID, and that the token may see it (VM.Audit)")
+
+    def status(self, vmid: int) -> str | None:
+        """'running', 'stopped', ... from /cluster/resources (None: unknown guest)."""
+        for r in self.resources():
+            if r["vmid"] == vmid:
+                return r.get("status")
+        return None
+
+    def fetch(self, cf: ConfigFile, with_pending: bool = False) -> dict:
+        # Without current=1 the API merges pending values over the current
+        # ones (pve-container API2/LXC/Config.pm, qemu-server API2/Qemu.pm).
+        params = {} if with_pending else {"current": 1}
+        data = self._get(cf.path, **params)
+        if not isinstance(data, dict):
+            raise ApiError(f"{self.target}: GET {cf.path} gave {type(data).__name__}, not a config object")
+        return data
+
+    def read(self, cf: ConfigFile, with_pending: bool = False) -> str:
+        return config_text(self.fetch(cf, with_pending))
+
+    def guest(self, vmid: int, with_pending: bool = False) -> Guest:
+        cf = self.locate(vmid)
+        return parse_config(self.read(cf, with_pending), vmid, cf.type, cf.node)
+
+    def guests(self, node: str | None = None, types=("lxc", "qemu")) -> list[Guest]:
+        """Every guest, current values; configs fetched concurrently. The first failure
+        ends the run (the rest is cancelled) and is raised as its one line."""
+        files = self.config_files(node, types)
+        if not files:
+            return []
+
+        def one(cf):
+            return parse_config(self.read(cf), cf.vmid, cf.type, cf.node)
+        workers = min(self.workers, len(files))
+        if workers == 1:
+            return [one(cf) for cf in files]
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="phx-api")
+        try:
+            return list(pool.map(one, files))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def node_addresses(self) -> dict[str, str]:
+        """{address: node name} from /cluster/status (a standalone node lists itself)."""
+        data = self._get("cluster/status")
+        out = {}
+        if isinstance(data, list):
+            for item in data:
+                if isinstance(item, dict) and item.get("type") == "node" and item.get("ip"):
+                    out[str(item["ip"])] = str(item.get("name", "?"))
+        return out
+
+
+def _resource_detail(exc) -> str:
+    """PVE puts its message in the HTTP reason phrase ("403 Permission check failed
+    (/vms/951, VM.Audit)"), which proxmoxer passes on as content; parameter
+    errors come as {"errors": {...}}."""
+    parts = [str(exc.status_message or "")]
+    content = str(exc.content or "").strip()
+    if content and content != parts[0]:
+        parts.append(content)
+    if exc.errors:
+        parts.append(str(exc.errors))
+    return _one_line(": ".join(p for p in parts if p), 120)
+
+
+def _tls_reason(exc) -> str:
+    text = re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(exc))
+    for needle in ("certificate verify failed", "self-signed certificate", "hostname mismatch",
+                   "wrong version number", "unknown ca", "certificate has expired"):
+        if needle in text:
+            i = text.index(needle)
+            return _one_line(text[i:].split("'")[0].split(")")[0].split('"')[0], 100)
+    return _one_line(text, 100)
+
+
+def _conn_reason(exc) -> str:
+    text = str(exc)
+    for needle in ("Connection refused", "Name or service not known", "No route to host",
+                   "Network is unreachable", "Temporary failure in name resolution",
+                   "Connection reset", "RemoteDisconnected", "nodename nor servname"):
+        if needle in text:
+            return needle
+    return _one_line(text, 100)

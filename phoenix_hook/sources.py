@@ -1,0 +1,99 @@
+"""Which guest source a command reads: the /etc/pve tree (files) or the API.
+
+`--source files|api` on every command; without it: files when pve_root
+exists (on a PVE node the whole cluster is there, REFERENCE section 3),
+else the API from [api]. Also the cluster's node addresses, which each
+source knows in its own way.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+CHOICES = ("files", "api")
+
+
+def add_argument(parser) -> None:
+    parser.add_argument("--source", choices=CHOICES, default=None,
+                        help="where guest configs come from: files (pve_root, the default where it "
+                             "exists) or api ([api] in the settings)")
+
+
+def choose(requested: str | None, settings) -> str:
+    if requested:
+        return requested
+    return "files" if os.path.isdir(settings.pve_root) else "api"
+
+
+def open_source(settings, requested: str | None = None, warn=None):
+    """A FileSource or ApiSource. Raises cli.UsageError for what the admin must fix
+    in the settings (exit 2); pve.SourceError from the source later means exit 3."""
+    from .cli import UsageError
+    kind = choose(requested, settings)
+    where = settings.path or "the settings file (/etc/phoenix-hook/phoenix-hook.conf)"
+    if kind == "files":
+        from .pve import FileSource
+        if requested == "files" and not os.path.isdir(settings.pve_root):
+            raise UsageError(f"--source files: pve_root {settings.pve_root} does not exist; run this on "
+                             f"a Proxmox VE node, set pve_root in {where}, or use --source api")
+        return FileSource(settings.pve_root, settings.node)
+    if not settings.api:
+        raise UsageError(f"no guest configs: pve_root {settings.pve_root} does not exist and {where} "
+                         f"has no [api] section; run on a PVE node, set pve_root, or configure [api] "
+                         f"(README 'Proxmox API')")
+    from .pveapi import ApiSettingsError, ApiSource
+    try:
+        return ApiSource(settings.api, node=settings.node, settings_path=settings.path, warn=warn)
+    except ApiSettingsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def node_addresses(source) -> dict[str, str]:
+    """{address: node} for the cluster's nodes; {} when the source cannot tell.
+
+    Files: pmxcfs' /etc/pve/.members (JSON: nodelist {name: {ip, ...}}), and
+    the ring addresses in /etc/pve/corosync.conf. API: /cluster/status.
+    """
+    if hasattr(source, "node_addresses"):
+        return source.node_addresses()
+    root = getattr(source, "root", None)
+    if not root:
+        return {}
+    out: dict[str, str] = {}
+    try:
+        with open(os.path.join(root, ".members"), encoding="utf-8") as f:
+            members = json.load(f)
+        for name, info in (members.get("nodelist") or {}).items():
+            if isinstance(info, dict) and _is_ipv4(str(info.get("ip", ""))):
+                out[str(info["ip"])] = str(name)
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        with open(os.path.join(root, "corosync.conf"), encoding="utf-8") as f:
+            text = f.read()
+        for block in re.findall(r"node\s*\{([^{}]*)\}", text):
+            name = re.search(r"^\s*name\s*:\s*(\S+)", block, re.M)
+            for addr in re.findall(r"^\s*ring\d+_addr\s*:\s*(\S+)", block, re.M):
+                if _is_ipv4(addr):            # ring addresses may also be host names
+                    out.setdefault(addr, name.group(1) if name else "?")
+    except (OSError, UnicodeDecodeError):
+        pass
+    return out
+
+
+def _is_ipv4(text: str) -> bool:
+    import ipaddress
+    try:
+        ipaddress.IPv4Address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def running_checker(source):
+    """callable(vmid, type) -> bool: is this guest running (as far as the source knows)?"""
+    if hasattr(source, "status"):
+        return lambda vmid, _type: source.status(vmid) == "running"
+    from .pve import guest_running
+    return guest_running

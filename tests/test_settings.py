@@ -1,0 +1,168 @@
+"""settings.py: the INI file, its defaults and its one-line errors."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from phoenix_hook import settings
+from phoenix_hook.settings import Settings, SettingsError, load, parse
+
+P = "/etc/phoenix-hook/phoenix-hook.conf"
+
+
+def conf(body: str, section: str = "phoenix-hook") -> str:
+    return f"[{section}]\n{body}\n"
+
+
+def test_defaults():
+    s = Settings()
+    assert (s.mode, s.probe_timeout_ms, s.deadline_s, s.on_error) == ("enforce", 1000, 10.0, "allow")
+    assert (s.pve_root, s.log_file) == ("/etc/pve", "/var/log/phoenix-hook/decisions.jsonl")
+    assert s.node == os.uname().nodename.split(".")[0]
+    assert s.ignore == () and s.dhcp_ranges == () and s.guests == {}
+    assert s.for_guest(951) == ("enforce", 1000)
+
+
+def test_empty_file_is_defaults():
+    s = parse("", P)
+    assert s.path == P and (s.mode, s.probe_timeout_ms, s.on_error) == ("enforce", 1000, "allow")
+
+
+def test_every_key():
+    s = parse(conf("""
+mode = warn
+probe_timeout_ms = 200
+deadline_s = 2.5
+on_error = refuse
+pve_root = /tmp/pve
+node = pve2
+log_file = /tmp/decisions.jsonl
+ignore = 10.0.0.254, 10.0.5.0/24 192.168.1.1
+dhcp_ranges = 10.0.0.100-10.0.0.199, 10.0.1.10 - 10.0.1.20
+"""), P)
+    assert (s.mode, s.probe_timeout_ms, s.deadline_s, s.on_error) == ("warn", 200, 2.5, "refuse")
+    assert (s.pve_root, s.node, s.log_file) == ("/tmp/pve", "pve2", "/tmp/decisions.jsonl")
+    assert s.ignore == ("10.0.0.254", "10.0.5.0/24", "192.168.1.1")
+    assert s.dhcp_ranges == (("10.0.0.100", "10.0.0.199"), ("10.0.1.10", "10.0.1.20"))
+
+
+def test_rfc5227_timeout_and_inline_comments():
+    s = parse(conf("probe_timeout_ms = rfc5227   # the RFC's own 7 s\nmode = off ; no checks"), P)
+    assert s.probe_timeout_ms == "rfc5227" and s.mode == "off"
+
+
+def test_keys_are_case_insensitive():
+    assert parse(conf("MODE = warn"), P).mode == "warn"
+
+
+@pytest.mark.parametrize("key, value", [
+    ("mode", "refuse"), ("mode", "Enforce"),
+    ("on_error", "deny"),
+    ("probe_timeout_ms", "10"), ("probe_timeout_ms", "60001"), ("probe_timeout_ms", "1s"),
+    ("probe_timeout_ms", "-100"), ("probe_timeout_ms", "\u00b2\u00b2\u00b2"),
+    ("deadline_s", "0.1"), ("deadline_s", "301"), ("deadline_s", "soon"), ("deadline_s", "nan"),
+    ("pve_root", "etc/pve"), ("log_file", "decisions.jsonl"),
+    ("node", "../pve1"), ("node", ".hidden"),
+    ("ignore", "10.0.0.300"), ("ignore", "fd00::1"),
+    ("dhcp_ranges", "10.0.0.199-10.0.0.100"), ("dhcp_ranges", "10.0.0.100"), ("dhcp_ranges", "a-b"),
+])
+def test_invalid_value_is_one_line_naming_file_key_value(key, value):
+    with pytest.raises(SettingsError) as e:
+        parse(conf(f"{key} = {value}"), P)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(P + ":") and key in msg
+    assert repr(value) in msg
+
+
+def test_unknown_key():
+    with pytest.raises(SettingsError) as e:
+        parse(conf("probe_timeout = 200"), P)
+    assert "unknown key 'probe_timeout'" in str(e.value) and P in str(e.value)
+    assert "probe_timeout_ms" in str(e.value)        # says what is known
+
+
+def test_not_an_ini_file():
+    with pytest.raises(SettingsError) as e:
+        parse("mode = warn\n", P)
+    assert P in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(SettingsError):
+        parse("[phoenix-hook]\nmode = warn\n[phoenix-hook]\nmode = off\n", P)
+
+
+def test_guest_overrides():
+    s = parse(conf("mode = warn\nprobe_timeout_ms = 500") + "[guest:951]\nmode = enforce\n"
+              "[guest:952]\nprobe_timeout_ms = rfc5227\n", P)
+    assert s.for_guest(951) == ("enforce", 500)
+    assert s.for_guest(952) == ("warn", "rfc5227")
+    assert s.for_guest(953) == ("warn", 500)
+    assert s.guests == {951: {"mode": "enforce"}, 952: {"probe_timeout_ms": "rfc5227"}}
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[guest:abc]\nmode = warn\n", ["[guest:abc]", "numeric VMID"]),
+    ("[guest:\u00b2]\nmode = warn\n", ["numeric VMID"]),
+    ("[guest:]\nmode = warn\n", ["numeric VMID"]),
+    ("[guest:951]\ndeadline_s = 3\n", ["'deadline_s'", "[guest:951]"]),
+    ("[guest:951]\nmode = loud\n", ["[guest:951]", "'loud'"]),
+])
+def test_bad_guest_sections(text, words):
+    with pytest.raises(SettingsError) as e:
+        parse(text, P)
+    for w in words:
+        assert w in str(e.value)
+    assert str(e.value).startswith(P)
+
+
+def test_other_sections_kept_raw():
+    s = parse("[api]\nhost = pve.example\n", P)
+    assert s.sections == {"api": {"host": "pve.example"}}
+
+
+def test_ignored_addresses_and_networks():
+    s = parse(conf("ignore = 10.0.0.254 10.0.5.0/24"), P)
+    assert s.ignored("10.0.0.254") and s.ignored("10.0.5.77")
+    assert not s.ignored("10.0.0.253") and not s.ignored("10.0.6.1")
+    assert not Settings().ignored("10.0.0.254")
+
+
+def test_missing_file_means_defaults(tmp_path):
+    s = load(str(tmp_path / "nope.conf"), environ={})
+    assert s.path is None and s.mode == "enforce"
+
+
+def test_default_path_missing_means_defaults(tmp_path, monkeypatch):
+    monkeypatch.setattr(settings, "settings_file", lambda environ: str(tmp_path / "absent.conf"))
+    assert load(environ={}).path is None
+
+
+def test_env_names_a_missing_file_is_an_error(tmp_path):
+    missing = str(tmp_path / "missing.conf")
+    with pytest.raises(SettingsError) as e:
+        load(environ={"PHOENIX_HOOK_CONF": missing})
+    assert missing in str(e.value) and "PHOENIX_HOOK_CONF" in str(e.value)
+
+
+def test_env_names_an_existing_file(tmp_path):
+    f = tmp_path / "ph.conf"
+    f.write_text(conf("mode = warn"))
+    s = load(environ={"PHOENIX_HOOK_CONF": str(f)})
+    assert s.mode == "warn" and s.path == str(f)
+
+
+def test_load_reports_file_errors_with_the_path(tmp_path):
+    f = tmp_path / "ph.conf"
+    f.write_text(conf("mode = loud"))
+    with pytest.raises(SettingsError) as e:
+        load(str(f), environ={})
+    assert str(f) in str(e.value)
+    f.write_bytes(b"[phoenix-hook]\nmode = \xff\xfe\n")
+    with pytest.raises(SettingsError) as e:
+        load(str(f), environ={})
+    assert str(f) in str(e.value)
+
+
+def test_unreadable_path_is_settings_error(tmp_path):
+    with pytest.raises(SettingsError):
+        load(str(tmp_path), environ={})          # a directory: IsADirectoryError
