@@ -9,7 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${PHOENIX_DEV_VENV:-.venv}
-APT_PKGS=(iproute2 iputils-arping arp-scan nmap dnsmasq-base python3-venv hyperfine)
 
 say() { printf 'dev.sh: %s\n' "$*" >&2; }
 
@@ -22,6 +21,12 @@ need_apt() {
   command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
   command -v hyperfine >/dev/null || missing+=(hyperfine)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  # The DHCP servers only check the reservations output (kea-dhcp4 -t, dhcpd -t);
+  # they are servers, so only CI installs them. Elsewhere those tests skip with a reason.
+  if [ "${CI:-}" = "true" ]; then
+    command -v kea-dhcp4 >/dev/null || missing+=(kea-dhcp4-server)
+    command -v dhcpd >/dev/null || missing+=(isc-dhcp-server)
+  fi
   printf '%s\n' "${missing[@]}"
 }
 
@@ -45,8 +50,11 @@ setup() {
   if ! "$VENV/bin/python" -c 'import phoenix_hook, netaddr, proxmoxer, requests, pytest, hypothesis, responses' 2>/dev/null \
      || [ setup.cfg -nt "$VENV/.installed" ]; then
     say "installing phoenix-hook and its test dependencies into $VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    if ! "$VENV/bin/python" -m pip install -q -e '.[test]' >"$VENV/pip.log" 2>&1; then
+      tail -20 "$VENV/pip.log" >&2
+      say "pip install failed (full log: $VENV/pip.log)"
+      exit 1
+    fi
     touch "$VENV/.installed"
   fi
 }

@@ -306,6 +306,19 @@ install_settings() {
 #ignore =
 # Address ranges your DHCP server hands out, comma-separated, e.g. 10.0.0.100-10.0.0.199.
 #dhcp_ranges =
+# Where hooks record the addresses of guests starting right now (tmpfs, cleared at boot).
+#run_dir = /run/phoenix-hook
+
+# Reading guests through the API instead of /etc/pve (for use off the node):
+#[api]
+#host = pve1.example.com
+#port = 8006
+#user = phoenix@pve
+#token_name = audit
+# the token secret alone, in a file readable by root only (mode 600)
+#token_file = /etc/phoenix-hook/api-token
+#verify_ssl = true
+#timeout = 5
 
 # Settings for one guest: a [guest:VMID] section overrides the keys above.
 #[guest:951]

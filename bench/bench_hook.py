@@ -53,7 +53,7 @@ def outer(args) -> int:
     })
     for name, timeout in (("default", 1000), ("fast", 200)):
         with open(f"{tmp}/{name}.conf", "w") as f:
-            f.write(f"[phoenix-hook]\npve_root = {tmp}/pve\nnode = pve1\nlog_file = {tmp}/log.jsonl\n"
+            f.write(f"[phoenix-hook]\npve_root = {tmp}/pve\nnode = pve1\nlog_file = {tmp}/log.jsonl\nrun_dir = {tmp}/run\n"
                     f"probe_timeout_ms = {timeout}\n")
     with Lab() as lab:
         lab.add_host("gw", "10.0.0.1/24")

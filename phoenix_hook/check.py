@@ -118,16 +118,23 @@ def mac_owners(cluster) -> dict[str, list[Guest]]:
     return owners
 
 
-def wire_finding(c: acd.Conflict, owners: dict, describe) -> Finding:
-    """Turn a wire conflict into words: the MAC, its vendor and, where known, its guest."""
+def wire_finding(c: acd.Conflict, owners: dict, describe, self_vmid: int | None = None) -> Finding:
+    """Turn a wire conflict into words: the MAC, its vendor and, where known, its guest.
+
+    The guest being checked is never named as the owner: for its own MAC
+    the useful name is another guest configured with it (a clone).
+    """
     vendor, words = describe(c.mac)
     whose = ""
     for g in owners.get(c.mac, []):
+        if g.vmid == self_vmid:
+            continue
         whose = f", the MAC of {g.label}" + (f" ({g.name})" if g.name else "") + (
             f" on node {g.node}" if g.node else "")
         break
     if c.kind == "same-mac":
-        line = f"answers from this guest's own MAC {c.mac}: another copy of this guest is up"
+        line = (f"answers from this guest's own MAC {c.mac}: another copy of this guest is up"
+                + (f" (maybe{whose[1:]})" if whose else ""))
     elif c.kind == "probe":
         line = f"is being claimed right now by {c.mac} ({words}{whose}), which is probing for it"
     else:
@@ -141,6 +148,7 @@ class Options:
     stop_on_first: bool = True
     deadline: float | None = None         # absolute, time.monotonic()
     running: object = None                # callable(vmid, type) -> bool, or None (hook: never)
+    claim: object = None                  # callable(guest, nic) -> (other vmid, age) | None (hook only)
 
 
 def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cluster=None,
@@ -179,7 +187,17 @@ def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cl
         running = bool(opts.running and opts.running(g.vmid, g.type))
         for nic in g.nics:
             planned = plan_nic(g, nic, settings, facts, running)
-            if isinstance(planned, NicResult):
+            held = None
+            if not isinstance(planned, NicResult) and opts.claim is not None:
+                held = opts.claim(g, nic)
+            if held:
+                other, age = held
+                gr.nics.append(_nic_result(nic, "conflict", conflicts=[Finding(
+                    source="host", detail=f"guest {other} on this node is starting with "
+                    f"{nic.address} right now (claimed {age:.0f} s ago)",
+                    line=f"is being taken by guest {other}, which this node started "
+                         f"{age:.0f} s ago with the same address")]))
+            elif isinstance(planned, NicResult):
                 gr.nics.append(planned)
             else:
                 gr.nics.append(_nic_result(nic, "pending"))
@@ -204,7 +222,7 @@ def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cl
         g = by_vmid[gr.vmid]
         for nr in gr.nics:
             nr.warnings = config_warnings(g, g.nic(nr.nic), cluster)
-            nr.conflicts += [wire_finding(h, owners, describe) for h in hits.get((g.vmid, nr.nic), [])]
+            nr.conflicts += [wire_finding(h, owners, describe, g.vmid) for h in hits.get((g.vmid, nr.nic), [])]
     return Report(guests=[results[g.vmid] for g in guests])
 
 

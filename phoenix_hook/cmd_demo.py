@@ -69,7 +69,7 @@ def _demo(lab, plan: dict, tmp: str) -> int:
     conf = os.path.join(tmp, "phoenix-hook.conf")
     with open(conf, "w") as f:
         f.write(f"[phoenix-hook]\npve_root = {tmp}/pve\nnode = {node}\n"
-                f"log_file = {tmp}/decisions.jsonl\nprobe_timeout_ms = 1000\n")
+                f"log_file = {tmp}/decisions.jsonl\nrun_dir = {tmp}/run\nprobe_timeout_ms = 1000\n")
     squat_ip = plan[SQUATTED]["network_config"]["ip"].split("/")[0]
     gw = plan[SQUATTED]["network_config"]["gw"]
     _say(f"Lab {lab.prefix}: namespaces only, removed when the demo ends.")

@@ -37,6 +37,7 @@ def main(argv=None, environ=None) -> int:
         # Live migration target: the source still holds the address until
         # the switch-over, so a probe would answer "conflict" falsely.
         say(f"{P} guest {vmid} arrives by migration from {environ['PVE_MIGRATED_FROM']}: not probed")
+        _log_migration(vmid, environ)
         return run_chained(vmid, phase, environ)
     code = pre_start(vmid, environ)
     if code != 0:
@@ -69,8 +70,11 @@ def pre_start(vmid: int, environ) -> int:
     # Backstop: if something blocks where SIGALRM cannot reach (a hung
     # pmxcfs read), still end the process shortly after the deadline.
     def _backstop():
-        say(f"{P} guest {vmid}: check did not finish within deadline_s = {settings.deadline_s:g}; "
+        why = f"the check did not finish within deadline_s = {settings.deadline_s:g}"
+        say(f"{P} guest {vmid}: {why}; "
             + ("start refused (on_error = refuse)" if refuse else "starting anyway (on_error = allow)"))
+        _log(settings, dict(record, error=why), "error", "refused" if refuse else "allowed",
+             1 if refuse else 0, t0)
         os._exit(1 if refuse else 0)
     timer = threading.Timer(settings.deadline_s + 1.0, _backstop)
     timer.daemon = True
@@ -93,6 +97,7 @@ def pre_start(vmid: int, environ) -> int:
 
 
 def _decide(vmid, settings, mode, timeout, t0, record) -> int:
+    from . import claims
     from .check import Options, run_check
     from .pve import FileSource, SourceError
     from .report import task_log_lines
@@ -103,9 +108,26 @@ def _decide(vmid, settings, mode, timeout, t0, record) -> int:
     except SourceError as exc:
         return _could_not_check(vmid, settings, record, t0, str(exc))
     record["type"] = guest.type
-    opts = Options(timeout=timeout, stop_on_first=True, deadline=t0 + settings.deadline_s)
+    claimed = []
+
+    def _claim(g, nic):
+        # Node-local claim (claims.py): catches a second guest of this node
+        # starting with the same address before the first one is up.
+        try:
+            held = claims.claim(settings.run_dir, g.vmid, nic.address, nic.bridge, nic.tag)
+        except OSError as exc:
+            say(f"{P} note: cannot record the claim in {settings.run_dir}: {exc.strerror}")
+            return None
+        if not held:
+            claimed.append(nic)
+        return held
+
+    opts = Options(timeout=timeout, stop_on_first=True, deadline=t0 + settings.deadline_s, claim=_claim)
     report = run_check([guest], settings, opts, load_cluster=source.guests)
     g = report.guests[0]
+    if g.verdict == "conflict" and mode == "enforce":
+        for nic in claimed:            # the start is refused: the address is not ours to hold
+            claims.release(settings.run_dir, vmid, nic.address, nic.bridge, nic.tag)
     verdict = g.verdict
     record["report"] = g.to_json()
     if verdict == "conflict":
@@ -130,6 +152,19 @@ def _decide(vmid, settings, mode, timeout, t0, record) -> int:
         return _could_not_check(vmid, settings, record, t0, why or None, label=g.label, shown=True)
     _log(settings, record, verdict, "allowed", 0, t0)
     return 0
+
+
+def _log_migration(vmid, environ) -> None:
+    import time
+
+    from .settings import SettingsError, load
+    try:
+        settings = load(environ=environ)
+    except SettingsError:
+        return
+    _log(settings, {"vmid": vmid, "phase": "pre-start", "node": settings.node,
+                    "mode": settings.for_guest(vmid)[0], "migrated_from": environ.get("PVE_MIGRATED_FROM")},
+         "skipped", "allowed", 0, time.monotonic())
 
 
 def _could_not_check(vmid, settings, record, t0, why, label=None, shown=False) -> int:

@@ -19,7 +19,7 @@ MODES = ("enforce", "warn", "off")
 ON_ERROR = ("allow", "refuse")
 RFC5227 = "rfc5227"
 KNOWN_KEYS = {"mode", "probe_timeout_ms", "deadline_s", "on_error", "pve_root", "node",
-              "log_file", "ignore", "dhcp_ranges"}
+              "log_file", "ignore", "dhcp_ranges", "run_dir"}
 GUEST_KEYS = {"mode", "probe_timeout_ms"}
 API_SECTION = "api"
 API_KEYS = {"host", "port", "user", "token_name", "token_file", "backend", "verify_ssl", "timeout"}
@@ -39,6 +39,7 @@ class Settings:
     pve_root: str = "/etc/pve"
     node: str = field(default_factory=lambda: os.uname().nodename.split(".")[0])
     log_file: str = "/var/log/phoenix-hook/decisions.jsonl"
+    run_dir: str = "/run/phoenix-hook"       # node-local claims of starting guests (claims.py)
     ignore: tuple[str, ...] = ()             # addresses / networks never probed
     dhcp_ranges: tuple[tuple[str, str], ...] = ()
     guests: dict = field(default_factory=dict)   # vmid -> {"mode": .., "probe_timeout_ms": ..}
@@ -194,7 +195,7 @@ def _value(path, section, key, value):
         if not 0.5 <= f <= 300:
             raise _bad(path, section, key, v, "seconds from 0.5 to 300")
         return f
-    if key in ("pve_root", "log_file"):
+    if key in ("pve_root", "log_file", "run_dir"):
         if not v.startswith("/"):
             raise _bad(path, section, key, v, "an absolute path")
         return v

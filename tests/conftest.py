@@ -82,6 +82,7 @@ class PveTree:
 
     def settings(self, extra_sections: str = "", **kw) -> Path:
         values = {"pve_root": str(self.root), "node": self.node, "log_file": str(self.log_file),
+                  "run_dir": str(self.tmp / "run"),
                   "mode": "enforce", "on_error": "allow", "probe_timeout_ms": 250, "deadline_s": 10}
         values.update(kw)
         text = "[phoenix-hook]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())

@@ -1,5 +1,6 @@
 """`phoenix-hook demo`: the outage replay builds its lab, shows both outcomes, and leaves nothing."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,9 +13,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(lab.available() is not None, reason=f"demo: {lab.available()}")
 
 
-def _namespaces():
+def _namespaces(prefix=""):
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+    return {line.split()[0] for line in out.splitlines() if line.startswith(prefix) and line.strip()}
+
+
+def _lab_prefix(out: str) -> str:
+    """The demo names its lab on its first line: 'Lab phx1a2b3c: ...'."""
+    m = re.search(r"^Lab (phx[0-9a-f]+):", out, re.M)
+    assert m, out
+    return m.group(1) + "-"
 
 
 def _demo():
@@ -23,7 +31,6 @@ def _demo():
 
 
 def test_demo_refuses_the_squatted_container_and_starts_the_clean_one():
-    before = _namespaces()
     p = _demo()
     out = p.communicate(timeout=60)[0]
     assert p.returncode == 0, out
@@ -32,21 +39,20 @@ def test_demo_refuses_the_squatted_container_and_starts_the_clean_one():
     assert "start refused" in out
     assert "CT 951: verdict=conflict action=refused" in out
     assert "CT 950: verdict=clear action=allowed" in out
-    assert _namespaces() == before
+    assert _namespaces(_lab_prefix(out)) == set()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_demo_removes_its_lab_when_interrupted(sig):
-    before = _namespaces()
     p = _demo()
     seen = []
     for line in p.stdout:           # interrupt once the lab is built and a hook runs
         seen.append(line)
         if "pct start 950" in line:
-            assert len(_namespaces() - before) >= 4
+            assert len(_namespaces(_lab_prefix("".join(seen)))) >= 4
             p.send_signal(sig)
             break
     out = "".join(seen) + p.communicate(timeout=30)[0]
     assert p.returncode == 130, out
     assert "interrupted: lab removed" in out
-    assert _namespaces() == before
+    assert _namespaces(_lab_prefix(out)) == set()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from phoenix_hook import arp
 from phoenix_hook import settings as ph_settings
@@ -105,6 +105,10 @@ config_text = st.builds(lambda ls, nl: nl.join(ls), st.lists(line, max_size=25),
 
 @FAST
 @given(config_text, st.sampled_from(["lxc", "qemu"]), st.booleans())
+@example("net0: name=eth0,bridge=vmbr0,ip=10.0.0.1/24,tag=\u00b2", "lxc", False)
+@example("net0: name=eth0,bridge=vmbr0,ip=10.0.0.1/24,hwaddr=xx", "lxc", False)
+@example("net0: virtio=zz,bridge=vmbr0\nipconfig0: ip=10.0.0.1/24", "qemu", False)
+@example("net0: name=eth0,ip=10.0.0.1/24\n[pve:pending]\nnet1: name=eth1,ip=10.0.0.2/24", "lxc", True)
 def test_parse_config_shaped_text(text, gtype, with_pending):
     g = parse_config(text, 951, gtype, node="pve1", with_pending=with_pending)
     allowed = current_text(text)
@@ -198,6 +202,8 @@ settings_text = st.builds(
 
 @FAST
 @given(settings_text)
+@example("[phoenix-hook]\nprobe_timeout_ms = \u00b2\n")
+@example("[guest:\u00b2]\nmode = warn\n")
 def test_settings_parse_ini_shaped_only_settings_error(text):
     try:
         s = ph_settings.parse(text, "/x.conf")

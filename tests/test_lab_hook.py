@@ -417,10 +417,12 @@ def test_config_duplicate_on_another_node(lab, pve, run_hook):
 def test_live_migration_target_is_not_probed(lab, pve, run_hook):
     pve.guest(951)
     lab.add_host("rogue", "10.0.0.151/24", mac=SQUAT_MAC)   # would be a conflict if probed
-    code, out, _recs = run_hook(lab, 951, env_extra={"PVE_MIGRATED_FROM": "pve2"})
+    code, out, recs = run_hook(lab, 951, env_extra={"PVE_MIGRATED_FROM": "pve2"})
     assert code == 0, out
     assert f"{P} guest 951 arrives by migration from pve2: not probed" in out.splitlines()
     assert SQUAT_MAC not in out
+    r = record_of(recs)
+    assert (r["verdict"], r["action"], r["migrated_from"]) == ("skipped", "allowed", "pve2")
 
 
 @pytest.mark.parametrize("phase", ["post-start", "pre-stop", "post-stop"])
@@ -617,9 +619,6 @@ def test_unprompted_announcements_count_only_in_their_vlan(lab, pve, run_hook, r
     chatty.wait_for(lambda ls: len(ls) > n)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: two guests of this node with the same address started at "
-                   "once both probe from vmbr0's MAC, and RFC 5227 ignores probes from our own MAC, so both "
-                   "start (each only gets a config WARNING); needs a node-local claim, see the lab test report")
 def test_two_guests_with_one_address_started_at_once(lab, pve):
     pve.guest(951)
     pve.guest(960, spec_vmid=956, nets={"net0": net("10.0.0.151/24", "52:54:00:67:89:B6")})
@@ -634,7 +633,23 @@ def test_two_guests_with_one_address_started_at_once(lab, pve):
     for p in procs:
         p.stdout.close()
     assert all("is also configured with 10.0.0.151" in o for o in outs), outs
-    assert 1 in codes, outs              # at most one of them may start on the address
+    assert sorted(codes) == [0, 1], outs   # exactly one of them starts on the address
+    loser = outs[codes.index(1)]
+    assert "which this node started" in loser and "start refused" in loser, loser
+
+
+def test_a_refused_start_releases_its_claim(lab, pve, run_hook):
+    """A guest refused for a squatter must not block the next guest with that address."""
+    pve.guest(951)
+    pve.guest(960, spec_vmid=956, nets={"net0": net("10.0.0.151/24", "52:54:00:67:89:B6")})
+    pve.settings(probe_timeout_ms=250)
+    squatter = lab.add_host("sq", "10.0.0.151/24", mac="16:0d:a0:c0:b9:1b")
+    lab.wait_link_ready()
+    code, out, _ = run_hook(lab, 951)
+    assert code == 1 and "16:0d:a0:c0:b9:1b" in out, out
+    lab.ip(squatter, "addr", "flush", "dev", "eth0")     # the squatter leaves
+    code, out, _ = run_hook(lab, 960)
+    assert code == 0 and "is free on vmbr0" in out, out
 
 
 @pytest.mark.parametrize("mode", ["reply", "flood"])

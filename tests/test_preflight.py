@@ -64,7 +64,7 @@ def settings_for(root, **kw):
 
 def conf(tmp_path, root, extra=""):
     p = tmp_path / "phoenix-hook.conf"
-    p.write_text(f"[phoenix-hook]\npve_root = {root}\nnode = {NODE}\nlog_file = {tmp_path}/log.jsonl\n"
+    p.write_text(f"[phoenix-hook]\npve_root = {root}\nnode = {NODE}\nlog_file = {tmp_path}/log.jsonl\nrun_dir = {tmp_path}/run\n"
                  f"probe_timeout_ms = 100\n{extra}")
     return str(p)
 

@@ -1,0 +1,81 @@
+"""Node-local address claims: two guests of this node starting at once with one address.
+
+Both hooks probe from the same bridge MAC, and RFC 5227 ignores probes from
+our own MAC, so neither sees the other on the wire, and for a few seconds
+after pre-start the first guest's interface does not exist yet to answer
+(REFERENCE section 2). So each hook claims its addresses in a file under
+run_dir (tmpfs: cleared at boot) before probing. A fresh claim by another
+guest is a conflict; claims expire after CLAIM_TTL_S, by which time the
+first guest is up and answers ARP itself.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+CLAIM_TTL_S = 60.0
+
+
+def _path(run_dir: str, ip: str, bridge: str, vlan: int | None) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in bridge)
+    name = f"{ip}@{safe}" + (f".{vlan}" if vlan is not None else "")
+    return os.path.join(run_dir, "claims", name)
+
+
+def fresh_holder(text: str, vmid: int, now: float, ttl: float = CLAIM_TTL_S) -> tuple[int, float] | None:
+    """(other vmid, age) if text is a fresh claim by another guest, else None. Pure."""
+    parts = text.split()
+    if len(parts) != 2 or not parts[0].isdigit():
+        return None
+    try:
+        other, at = int(parts[0]), float(parts[1])
+    except ValueError:
+        return None
+    age = now - at
+    if other == vmid or not 0 <= age < ttl:
+        return None
+    return other, age
+
+
+def claim(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None,
+          now: float | None = None) -> tuple[int, float] | None:
+    """Claim ip for vmid. Returns (other vmid, age in s) when another guest holds it, else None.
+
+    O_EXCL makes the first of two simultaneous hooks the winner; a stale
+    or own claim is replaced atomically (write + rename).
+    """
+    now = time.time() if now is None else now
+    path = _path(run_dir, ip, bridge, vlan)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    body = f"{vmid} {now:.3f}\n".encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            with open(path) as f:
+                held = fresh_holder(f.read(), vmid, now)
+        except OSError:
+            held = None
+        if held:
+            return held
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(body)
+        os.replace(tmp, path)
+        return None
+    try:
+        os.write(fd, body)
+    finally:
+        os.close(fd)
+    return None
+
+
+def release(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None) -> None:
+    """Drop our claim (the start was refused); another guest's claim is left alone."""
+    path = _path(run_dir, ip, bridge, vlan)
+    try:
+        with open(path) as f:
+            if f.read().split()[:1] == [str(vmid)]:
+                os.unlink(path)
+    except (OSError, IndexError):
+        pass

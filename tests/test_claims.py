@@ -1,0 +1,37 @@
+"""Node-local claims (claims.py): who holds an address while its guest is starting."""
+from phoenix_hook import claims
+
+
+def test_fresh_holder_is_another_guest_within_the_ttl():
+    assert claims.fresh_holder("952 1000.0\n", 951, now=1010.0) == (952, 10.0)
+    assert claims.fresh_holder("951 1000.0\n", 951, now=1010.0) is None          # our own
+    assert claims.fresh_holder("952 1000.0\n", 951, now=1000.0 + claims.CLAIM_TTL_S) is None
+    assert claims.fresh_holder("952 2000.0\n", 951, now=1000.0) is None          # from the future
+    for junk in ("", "x y", "952", "952 abc", "-1 5", "952 1 2"):
+        assert claims.fresh_holder(junk, 951, now=1.0) is None
+
+
+def test_first_claim_wins_and_a_refused_guest_releases(tmp_path):
+    run = str(tmp_path)
+    assert claims.claim(run, 951, "10.0.0.151", "vmbr0", None, now=100.0) is None
+    assert claims.claim(run, 960, "10.0.0.151", "vmbr0", None, now=105.0) == (951, 5.0)
+    # same address on another bridge or VLAN is another claim
+    assert claims.claim(run, 960, "10.0.0.151", "vmbr1", None, now=105.0) is None
+    assert claims.claim(run, 960, "10.0.0.151", "vmbr0", 20, now=105.0) is None
+    claims.release(run, 960, "10.0.0.151", "vmbr0", None)      # not 960's: kept
+    assert claims.claim(run, 960, "10.0.0.151", "vmbr0", None, now=106.0) == (951, 6.0)
+    claims.release(run, 951, "10.0.0.151", "vmbr0", None)
+    assert claims.claim(run, 960, "10.0.0.151", "vmbr0", None, now=107.0) is None
+
+
+def test_a_stale_claim_is_taken_over(tmp_path):
+    run = str(tmp_path)
+    claims.claim(run, 951, "10.0.0.151", "vmbr0", None, now=100.0)
+    later = 100.0 + claims.CLAIM_TTL_S + 1
+    assert claims.claim(run, 960, "10.0.0.151", "vmbr0", None, now=later) is None
+    assert claims.claim(run, 951, "10.0.0.151", "vmbr0", None, now=later + 1) == (960, 1.0)
+
+
+def test_odd_bridge_names_stay_inside_the_claims_directory(tmp_path):
+    claims.claim(str(tmp_path), 951, "10.0.0.151", "../../etc", None, now=1.0)
+    assert [p.parent.name for p in tmp_path.rglob("10.0.0.151*")] == ["claims"]
