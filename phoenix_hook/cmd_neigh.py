@@ -19,7 +19,7 @@ import json
 import sys
 
 from .cli import CannotCheck, load_settings
-from . import scan
+from . import scan, sources
 
 
 def add_parser(sub):
@@ -30,6 +30,7 @@ def add_parser(sub):
                        "read the table.")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--all", action="store_true", help="also entries with no MAC yet (INCOMPLETE, FAILED)")
+    sources.add_argument(p)
     return p
 
 
@@ -52,24 +53,17 @@ def rows_for(entries, owners: scan.Owners, vendor_of=lambda mac: None, include_u
 
 def run(args) -> int:
     from . import neigh, vendor
-    from .cmd_scan import columns
-    from .pve import FileSource
+    from .cmd_scan import cluster_claims, columns
 
     settings = load_settings(args)
     try:
         entries, source = neigh.read_neighbours()
     except neigh.NeighError as exc:
         raise CannotCheck(exc.strerror) from None
-    guests = FileSource(settings.pve_root, settings.node).guests()
+    guests, claims = cluster_claims(settings, args.source, ipv6=True)
     addrs = neigh.read_addresses() or []
-    claims = scan.guest_claims(guests, ipv6=True)
     claims += scan.host_claims(settings.node, [(a.ip, a.mac) for a in addrs
                                               if not ipaddress.ip_address(a.ip).is_loopback])
-    try:
-        with open(f"{settings.pve_root}/corosync.conf", encoding="utf-8", errors="replace") as f:
-            claims += scan.node_claims(scan.corosync_nodes(f.read()), settings.node)
-    except OSError:
-        pass
     rows = rows_for(entries, scan.Owners(claims, scan.mac_claims(guests)), vendor.vendor, args.all)
     if args.json:
         print(json.dumps({"source": source, "rows": rows}, indent=2))

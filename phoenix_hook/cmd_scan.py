@@ -21,7 +21,7 @@ import sys
 import time
 
 from .cli import CannotCheck, UsageError, load_settings
-from . import scan
+from . import scan, sources
 
 # arp-scan(1) --retry-send / --retry-send-interval: a full transmit queue
 # (ENOBUFS, EAGAIN) is waited out, 20 times 5 ms, before the send counts as failed.
@@ -54,6 +54,7 @@ def add_parser(sub):
                      "as rows with flag SILENT and no MAC")
     p.add_argument("--yes", action="store_true", help=f"allow a subnet wider than "
                    f"/{scan.WIDEST_WITHOUT_YES}")
+    sources.add_argument(p)
     return p
 
 
@@ -123,17 +124,23 @@ def _size(net, args) -> None:
         raise UsageError(str(exc)) from None
 
 
-def _owners(settings, bridge, vlan, local):
-    from .pve import FileSource
-    source = FileSource(settings.pve_root, settings.node)
-    guests = source.guests()
-    claims = scan.guest_claims(guests, bridge=bridge, vlan=vlan)
-    claims += scan.host_claims(settings.node, [(ip, mac) for ip, _dev, mac in local])
+def cluster_claims(settings, requested_source, **guest_filter):
+    """(guests, claims of guests and other nodes) from the chosen guest source."""
+    from .pve import SourceError
+    source = sources.open_source(settings, requested_source)
     try:
-        with open(f"{settings.pve_root}/corosync.conf", encoding="utf-8", errors="replace") as f:
-            claims += scan.node_claims(scan.corosync_nodes(f.read()), settings.node)
-    except OSError:
-        pass
+        guests = source.guests()
+        nodes = sources.node_addresses(source)
+    except SourceError as exc:
+        raise CannotCheck(str(exc)) from None
+    claims = scan.guest_claims(guests, **guest_filter)
+    claims += scan.node_claims([(name, ip) for ip, name in nodes.items()], settings.node)
+    return guests, claims
+
+
+def _owners(settings, bridge, vlan, local, requested_source=None):
+    guests, claims = cluster_claims(settings, requested_source, bridge=bridge, vlan=vlan)
+    claims += scan.host_claims(settings.node, [(ip, mac) for ip, _dev, mac in local])
     return claims, scan.Owners(claims, scan.mac_claims(guests)), bool(guests)
 
 
@@ -201,7 +208,7 @@ def run(args) -> int:
         _size(net, args)
     link, tag = _interface(args.bridge, args.vlan)
     net, src, local = _plan(args, link, tag, net)
-    claims, owners, have_guests = _owners(settings, args.bridge, args.vlan, local)
+    claims, owners, have_guests = _owners(settings, args.bridge, args.vlan, local, args.source)
     own_macs = hostnet.all_macs()
     host_ips = [ip for ip, _d, _m in local]
     in_net = [ip for ip in host_ips if ipaddress.IPv4Address(ip) in net]

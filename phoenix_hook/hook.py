@@ -91,6 +91,10 @@ def pre_start(vmid: int, environ) -> int:
     except DeadlineExceeded:
         return _could_not_check(vmid, settings, record, t0,
                                 f"the check did not finish within deadline_s = {settings.deadline_s:g}")
+    except Exception as exc:       # a bug in phoenix-hook must not decide the start: on_error does
+        return _could_not_check(vmid, settings, record, t0,
+                                f"internal error {type(exc).__name__}: {exc} (a phoenix-hook bug; "
+                                f"please report it with the decision log line)")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         timer.cancel()

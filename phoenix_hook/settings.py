@@ -74,7 +74,10 @@ def load(path: str | None = None, environ=os.environ) -> Settings:
 
 
 def parse(text: str, path: str = "<settings>") -> Settings:
-    cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+    # No DEFAULT section magic: configparser would copy its keys into every
+    # section, and a [DEFAULT] key would then be "not allowed in [guest:5]".
+    cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"),
+                                   default_section="\0no-default")
     try:
         cp.read_string(text, source=path)
     except configparser.Error as exc:
@@ -106,8 +109,11 @@ def parse(text: str, path: str = "<settings>") -> Settings:
                                         f"allowed: {', '.join(sorted(GUEST_KEYS))}")
                 o[key] = _value(path, name, key, value)
             guests[int(vmid)] = o
-        else:
+        elif name == API_SECTION:
             sections[name] = dict(cp[name].items())
+        else:
+            raise SettingsError(f"{path}: unknown section [{name}]; sections are [{SECTION}], "
+                                f"[guest:VMID] and [{API_SECTION}]")
     if API_SECTION in sections:
         kw["api"] = parse_api(path, sections[API_SECTION])
     return Settings(guests=guests, sections=sections, **kw)

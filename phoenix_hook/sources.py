@@ -70,15 +70,13 @@ def node_addresses(source) -> dict[str, str]:
     except (OSError, ValueError, AttributeError):
         pass
     try:
-        with open(os.path.join(root, "corosync.conf"), encoding="utf-8") as f:
+        with open(os.path.join(root, "corosync.conf"), encoding="utf-8", errors="replace") as f:
             text = f.read()
-        for block in re.findall(r"node\s*\{([^{}]*)\}", text):
-            name = re.search(r"^\s*name\s*:\s*(\S+)", block, re.M)
-            for addr in re.findall(r"^\s*ring\d+_addr\s*:\s*(\S+)", block, re.M):
-                if _is_ipv4(addr):            # ring addresses may also be host names
-                    out.setdefault(addr, name.group(1) if name else "?")
-    except (OSError, UnicodeDecodeError):
-        pass
+    except OSError:
+        text = ""
+    from .scan import corosync_nodes
+    for name, addr in corosync_nodes(text):
+        out.setdefault(addr, name)
     return out
 
 

@@ -117,6 +117,8 @@ class Wire:
             ready, _, _ = select.select(list(self._socks.values()), [], [], max(0.0, timeout))
         except InterruptedError:
             return out
+        except OSError as exc:
+            raise WireError(exc.errno, f"waiting for frames failed: {exc.strerror}") from None
         for sock in ready:
             name = self._by_fd[sock.fileno()]
             while True:
@@ -124,6 +126,10 @@ class Wire:
                     frame, ancdata, _flags, addr = sock.recvmsg(65535, _CMSG_SPACE)
                 except (BlockingIOError, InterruptedError):
                     break
+                except OSError as exc:
+                    # e.g. ENETDOWN when the bridge goes down mid-probe: the
+                    # probe proves nothing now, which is an error, not "clear"
+                    raise WireError(exc.errno, f"receiving on {name} failed: {exc.strerror}") from None
                 if addr[2] == PACKET_OUTGOING:
                     continue
                 out.append((name, frame, _vlan_from(ancdata)))

@@ -9,7 +9,7 @@ import pytest
 
 from phoenix_hook import acd, arp, check, probe
 from phoenix_hook.check import HostFacts, Options, config_warnings, mac_owners, plan_nic, run_check, wire_finding
-from phoenix_hook.guest import parse_config, with_node
+from phoenix_hook.guest import Guest, Nic, parse_config, with_node
 from phoenix_hook.hostnet import Link
 from phoenix_hook.report import NicResult
 from phoenix_hook.settings import Settings, parse as parse_settings
@@ -445,3 +445,13 @@ def test_interfaces_needed():
 def test_with_node_keeps_nics():
     g = with_node(ct(951, "bridge=vmbr0,ip=10.0.0.151/24"), "pve7")
     assert g.node == "pve7" and g.nics[0].address == "10.0.0.151"
+
+
+def test_same_mac_answer_names_the_clone_not_the_guest_itself():
+    me = Guest(vmid=951, name="me", node="pve1", nics=(Nic(key="net0", hwaddr=GUEST_MAC),))
+    clone = Guest(vmid=957, name="clone", node="pve2", nics=(Nic(key="net0", hwaddr=GUEST_MAC),))
+    owners = mac_owners([me, clone])
+    f = wire_finding(_conflict("same-mac", GUEST_MAC), owners, lambda m: (None, "vendor unknown"), 951)
+    assert "another copy of this guest is up (maybe the MAC of CT 957 (clone) on node pve2)" in f.line
+    alone = wire_finding(_conflict("same-mac", GUEST_MAC), mac_owners([me]), lambda m: (None, "x"), 951)
+    assert "CT 951" not in alone.line and "CT 951" not in alone.detail

@@ -1,0 +1,76 @@
+"""The hook's own failures never decide a start by themselves: on_error does. No root, no network."""
+import errno
+import json
+import socket
+
+import pytest
+
+from phoenix_hook import check, hook, wire
+from phoenix_hook.settings import SettingsError, parse
+
+
+@pytest.fixture
+def tree(tmp_path):
+    d = tmp_path / "pve" / "nodes" / "pve1" / "lxc"
+    d.mkdir(parents=True)
+    (d / "951.conf").write_text("hostname: a\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B1,"
+                                "ip=10.0.0.151/24,type=veth\n")
+
+    def settings(**kw):
+        values = {"pve_root": tmp_path / "pve", "node": "pve1", "log_file": tmp_path / "log.jsonl",
+                  "run_dir": tmp_path / "run", **kw}
+        conf = tmp_path / "c.conf"
+        conf.write_text("[phoenix-hook]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
+        return {"PHOENIX_HOOK_CONF": str(conf)}
+    settings.log = tmp_path / "log.jsonl"
+    return settings
+
+
+@pytest.mark.parametrize("on_error,code,action", [("allow", 0, "allowed"), ("refuse", 1, "refused")])
+def test_an_internal_error_applies_on_error_with_one_line(tree, monkeypatch, capsys, on_error, code, action):
+    def boom(*a, **kw):
+        raise KeyError("nic")
+    monkeypatch.setattr(check, "run_check", boom)
+    assert hook.main(["951", "pre-start"], environ=tree(on_error=on_error)) == code
+    out = capsys.readouterr().out
+    assert "internal error KeyError: 'nic' (a phoenix-hook bug" in out
+    assert "Traceback" not in out
+    rec = json.loads(tree.log.read_text())
+    assert (rec["verdict"], rec["action"], rec["exit"]) == ("error", action, code)
+
+
+class _DownSocket:
+    """A socket whose receive fails the way a bridge going down does."""
+    def __init__(self):
+        self.a, self.b = socket.socketpair()
+        self.b.send(b"x")                    # readable, so select() returns it
+
+    def fileno(self):
+        return self.a.fileno()
+
+    def recvmsg(self, *a):
+        raise OSError(errno.ENETDOWN, "Network is down")
+
+    def close(self):
+        self.a.close()
+        self.b.close()
+
+
+def test_a_receive_failure_is_a_wire_error_not_a_crash():
+    w = wire.Wire([])
+    s = _DownSocket()
+    w._socks["vmbr0"], w._by_fd[s.fileno()] = s, "vmbr0"
+    with pytest.raises(wire.WireError) as e:
+        w.receive(1.0)
+    assert e.value.errno == errno.ENETDOWN and "receiving on vmbr0 failed" in str(e.value)
+    w.close()
+
+
+@pytest.mark.parametrize("text,words", [
+    ("[DEFAULT]\ndeadline_s = 3\n[guest:5]\nmode = warn\n", "unknown section [DEFAULT]"),
+    ("[phoenix_hook]\nmode = warn\n", "unknown section [phoenix_hook]"),
+])
+def test_unknown_sections_are_named(text, words):
+    with pytest.raises(SettingsError) as e:
+        parse(text, "/etc/phoenix-hook/phoenix-hook.conf")
+    assert words in str(e.value) and "/etc/phoenix-hook/phoenix-hook.conf" in str(e.value)
