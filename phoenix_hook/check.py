@@ -22,12 +22,16 @@ class HostFacts:
     links: dict = field(default_factory=dict)        # name -> hostnet.Link | None
     local_ips: frozenset = frozenset()
     macs: frozenset = frozenset()
+    self_vlans: dict = field(default_factory=dict)   # VLAN-aware bridge -> its own VIDs | None
 
 
 def read_host_facts(ifnames) -> HostFacts:
     from . import hostnet
     links = {n: hostnet.link(n) for n in ifnames}
-    return HostFacts(links=links, local_ips=hostnet.local_ipv4(), macs=hostnet.all_macs())
+    self_vlans = {n: hostnet.bridge_self_vlans(n) for n, link in links.items()
+                  if link is not None and link.vlan_filtering}
+    return HostFacts(links=links, local_ips=hostnet.local_ipv4(), macs=hostnet.all_macs(),
+                     self_vlans=self_vlans)
 
 
 def interfaces_needed(guests) -> set[str]:
@@ -74,6 +78,14 @@ def plan_nic(guest: Guest, nic: Nic, settings: Settings, facts: HostFacts,
     if br.noarp:
         return _nic_result(nic, "error", f"{nic.bridge} has ARP turned off (NOARP)")
     iface, tagged, src = nic.bridge, nic.tag is not None, br.mac
+    if nic.tag is not None and br.vlan_filtering:
+        # VLAN-aware bridge: our tagged frame passes the bridge's ingress
+        # filter only if the bridge itself is in that VLAN (pve-common
+        # Network.pm; REFERENCE section 4). Otherwise it would go nowhere.
+        vids = facts.self_vlans.get(nic.bridge)
+        if vids is not None and nic.tag not in vids:
+            return _nic_result(nic, "error", f"VLAN {nic.tag} is not on {nic.bridge} itself, so the host "
+                               f"cannot send in it (bridge vlan add dev {nic.bridge} vid {nic.tag} self)")
     if nic.tag is not None and not br.vlan_filtering:
         # Non-VLAN-aware bridge: PVE creates vmbrXvN for tag N when the first
         # guest on that VLAN is plugged (pve-common Network.pm); if it exists,
@@ -204,6 +216,9 @@ def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cl
                 timeout = opts.timeout or settings.for_guest(g.vmid)[1]
                 groups.setdefault(timeout, []).append((g, planned))
 
+    if groups and opts.stop_on_first:
+        # The hook: have the OUI database ready by the time an answer comes.
+        threading.Thread(target=vendor.warm_up, daemon=True).start()
     hits: dict = {}                            # (vmid, nic) -> [acd.Conflict]
     for timeout, items in groups.items():
         hits.update(_probe_group(items, timeout, facts, opts, results, wire_factory, probe))

@@ -89,3 +89,41 @@ def local_ipv4() -> frozenset[str]:
     text = _read("/proc/net/fib_trie") or ""
     return frozenset(parse_fib_trie(text))
 
+
+
+def parse_bridge_vlans(text: str, bridge: str) -> frozenset[int] | None:
+    """VIDs configured on the bridge device itself ("self"), from `bridge -j vlan show`.
+
+    Pure. Entries are {"ifname", "vlans": [{"vlan": N, "vlanEnd": M?, "flags": [...]}]};
+    ranges appear with vlanEnd. None when the output cannot be read.
+    """
+    import json
+    try:
+        data = json.loads(text or "[]")
+        vids: set[int] = set()
+        for entry in data:
+            if entry.get("ifname") != bridge:
+                continue
+            for v in entry.get("vlans", []):
+                lo = int(v["vlan"])
+                hi = int(v.get("vlanEnd", lo))
+                vids.update(range(lo, hi + 1))
+        return frozenset(vids)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def bridge_self_vlans(bridge: str) -> frozenset[int] | None:
+    """The VLANs a VLAN-aware bridge itself is a member of (REFERENCE section 4).
+
+    A tagged frame the host sends on the bridge is dropped by the bridge's
+    ingress filter unless its VID is in this list, so a probe there would
+    go nowhere and look "free". None when it cannot be told.
+    """
+    import subprocess
+    try:
+        p = subprocess.run(["bridge", "-j", "vlan", "show", "dev", bridge], capture_output=True,
+                           text=True, timeout=2)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_bridge_vlans(p.stdout, bridge) if p.returncode == 0 else None

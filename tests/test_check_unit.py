@@ -455,3 +455,24 @@ def test_same_mac_answer_names_the_clone_not_the_guest_itself():
     assert "another copy of this guest is up (maybe the MAC of CT 957 (clone) on node pve2)" in f.line
     alone = wire_finding(_conflict("same-mac", GUEST_MAC), mac_owners([me]), lambda m: (None, "x"), 951)
     assert "CT 951" not in alone.line and "CT 951" not in alone.detail
+
+
+def test_plan_vlan_aware_bridge_without_that_vlan_on_itself_is_an_error():
+    """A tagged probe the bridge's own ingress filter drops would look 'free': say so instead."""
+    g, n = nic0("bridge=vmbr0,ip=10.0.20.5/24,tag=20")
+    f = facts(link("vmbr0", BR0, vf=True))
+    missing = HostFacts(links=f.links, self_vlans={"vmbr0": frozenset({1, 30})})
+    r = plan_nic(g, n, S, missing)
+    assert r.verdict == "error" and "bridge vlan add dev vmbr0 vid 20 self" in r.note
+    present = HostFacts(links=f.links, self_vlans={"vmbr0": frozenset(range(2, 4095))})
+    assert plan_nic(g, n, S, present).tagged
+
+
+def test_parse_bridge_vlans_reads_ranges_and_only_the_bridge_itself():
+    from phoenix_hook.hostnet import parse_bridge_vlans
+    text = ('[{"ifname":"vmbr0","vlans":[{"vlan":1,"flags":["PVID","Egress Untagged"]},'
+            '{"vlan":2,"vlanEnd":5}]},{"ifname":"eno1","vlans":[{"vlan":20}]}]')
+    assert parse_bridge_vlans(text, "vmbr0") == frozenset({1, 2, 3, 4, 5})
+    assert parse_bridge_vlans("[]", "vmbr0") == frozenset()
+    assert parse_bridge_vlans("not json", "vmbr0") is None
+    assert parse_bridge_vlans('[{"ifname":"vmbr0","vlans":[{"vlan":"x"}]}]', "vmbr0") is None
