@@ -7,6 +7,11 @@ after pre-start the first guest's interface does not exist yet to answer
 run_dir (tmpfs: cleared at boot) before probing. A fresh claim by another
 guest is a conflict; claims expire after CLAIM_TTL_S, by which time the
 first guest is up and answers ARP itself.
+
+A claim only counts while its holder still means it: the caller's
+still_holds(vmid, age) says so (the hook: the holder's config still has
+the address, and it is running or started under STARTING_S ago), so a
+guest that was stopped, renumbered or deleted blocks nobody.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import os
 import time
 
 CLAIM_TTL_S = 60.0
+STARTING_S = 15.0      # pre-start to the guest's interface being up, generously
 
 
 def _path(run_dir: str, ip: str, bridge: str, vlan: int | None) -> str:
@@ -38,11 +44,12 @@ def fresh_holder(text: str, vmid: int, now: float, ttl: float = CLAIM_TTL_S) -> 
 
 
 def claim(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None,
-          now: float | None = None) -> tuple[int, float] | None:
+          now: float | None = None, still_holds=None) -> tuple[int, float] | None:
     """Claim ip for vmid. Returns (other vmid, age in s) when another guest holds it, else None.
 
     O_EXCL makes the first of two simultaneous hooks the winner; a stale
-    or own claim is replaced atomically (write + rename).
+    or own claim, or one whose holder no longer means it (still_holds),
+    is replaced atomically (write + rename).
     """
     now = time.time() if now is None else now
     path = _path(run_dir, ip, bridge, vlan)
@@ -56,7 +63,7 @@ def claim(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None,
                 held = fresh_holder(f.read(), vmid, now)
         except OSError:
             held = None
-        if held:
+        if held and (still_holds is None or still_holds(*held)):
             return held
         tmp = f"{path}.{os.getpid()}"
         with open(tmp, "wb") as f:

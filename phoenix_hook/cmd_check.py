@@ -39,7 +39,7 @@ def run(args) -> int:
         raise UsageError("name guests to check (check 951 952) or use --all, not both")
     vmids = []
     for v in args.vmids:
-        if not v.isdigit() or not 100 <= int(v) <= 999999999:
+        if not (v.isascii() and v.isdigit()) or not 100 <= int(v) <= 999999999:
             raise UsageError(f"'{v}' is not a VMID; VMIDs are numbers from 100 up")
         vmids.append(int(v))
     source = guest_source(args, settings)

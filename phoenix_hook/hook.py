@@ -27,7 +27,7 @@ def say(line: str) -> None:
 def main(argv=None, environ=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     environ = os.environ if environ is None else environ
-    if len(argv) != 2 or not argv[0].isdigit():
+    if len(argv) != 2 or not (argv[0].isascii() and argv[0].isdigit()):
         say(f"{P} usage: phoenix-hook.py <vmid> <phase> (Proxmox VE calls it this way)")
         return 2
     vmid, phase = int(argv[0]), argv[1]
@@ -86,24 +86,33 @@ def pre_start(vmid: int, environ) -> int:
     # The probe itself stops at the deadline; the alarm fires a little later
     # for anything else that hangs.
     signal.setitimer(signal.ITIMER_REAL, settings.deadline_s + 0.25)
+    claimed: list = []                 # NICs whose address this start claimed (claims.py)
+    code = 1
     try:
-        return _decide(vmid, settings, mode, timeout, t0, record)
+        code = _decide(vmid, settings, mode, timeout, t0, record, claimed)
     except DeadlineExceeded:
-        return _could_not_check(vmid, settings, record, t0,
+        code = _could_not_check(vmid, settings, record, t0,
                                 f"the check did not finish within deadline_s = {settings.deadline_s:g}")
     except Exception as exc:       # a bug in phoenix-hook must not decide the start: on_error does
-        return _could_not_check(vmid, settings, record, t0,
+        code = _could_not_check(vmid, settings, record, t0,
                                 f"internal error {type(exc).__name__}: {exc} (a phoenix-hook bug; "
                                 f"please report it with the decision log line)")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         timer.cancel()
+        if code != 0:                  # not starting: the addresses are not ours to hold
+            from . import claims
+            for nic in claimed:
+                claims.release(settings.run_dir, vmid, nic.address, nic.bridge, nic.tag)
+    return code
 
 
-def _decide(vmid, settings, mode, timeout, t0, record) -> int:
+def _decide(vmid, settings, mode, timeout, t0, record, claimed) -> int:
+    import signal
+
     from . import claims
     from .check import Options, run_check
-    from .pve import FileSource, SourceError
+    from .pve import FileSource, SourceError, guest_running
     from .report import task_log_lines
 
     source = FileSource(settings.pve_root, settings.node)
@@ -112,13 +121,23 @@ def _decide(vmid, settings, mode, timeout, t0, record) -> int:
     except SourceError as exc:
         return _could_not_check(vmid, settings, record, t0, str(exc))
     record["type"] = guest.type
-    claimed = []
+
+    def _still_holds(other, age, nic):
+        try:
+            holder = source.guest(other)
+        except SourceError:                 # deleted since: its claim is void
+            return False
+        if holder.node != settings.node or not any(
+                (n.address, n.bridge, n.tag) == (nic.address, nic.bridge, nic.tag) for n in holder.nics):
+            return False
+        return age < claims.STARTING_S or guest_running(other, holder.type)
 
     def _claim(g, nic):
         # Node-local claim (claims.py): catches a second guest of this node
         # starting with the same address before the first one is up.
         try:
-            held = claims.claim(settings.run_dir, g.vmid, nic.address, nic.bridge, nic.tag)
+            held = claims.claim(settings.run_dir, g.vmid, nic.address, nic.bridge, nic.tag,
+                                still_holds=lambda other, age: _still_holds(other, age, nic))
         except OSError as exc:
             say(f"{P} note: cannot record the claim in {settings.run_dir}: {exc.strerror}")
             return None
@@ -128,10 +147,10 @@ def _decide(vmid, settings, mode, timeout, t0, record) -> int:
 
     opts = Options(timeout=timeout, stop_on_first=True, deadline=t0 + settings.deadline_s, claim=_claim)
     report = run_check([guest], settings, opts, load_cluster=source.guests)
+    # Decided: from here on, only saying so remains; a late alarm must not
+    # turn a refusal into "could not check" (on_error = allow would start it).
+    signal.setitimer(signal.ITIMER_REAL, 0)
     g = report.guests[0]
-    if g.verdict == "conflict" and mode == "enforce":
-        for nic in claimed:            # the start is refused: the address is not ours to hold
-            claims.release(settings.run_dir, vmid, nic.address, nic.bridge, nic.tag)
     verdict = g.verdict
     record["report"] = g.to_json()
     if verdict == "conflict":

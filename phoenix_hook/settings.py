@@ -59,11 +59,14 @@ class Settings:
 
 def load(path: str | None = None, environ=os.environ) -> Settings:
     """Read the settings file; defaults when it does not exist."""
+    explicit = path
     path = path or settings_file(environ)
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
+        if explicit:
+            raise SettingsError(f"{path}: no such file (--config names it); check the path") from None
         if environ.get(ENV_VAR) and path == environ.get(ENV_VAR):
             raise SettingsError(f"{path}: no such file ({ENV_VAR} names it); "
                                 f"create it or unset {ENV_VAR}") from None
@@ -92,7 +95,8 @@ def parse(text: str, path: str = "<settings>") -> Settings:
                 raise SettingsError(f"{path}: unknown key '{key}' in [{SECTION}]; "
                                     f"known keys: {', '.join(sorted(KNOWN_KEYS))}")
         for key, value in sec.items():
-            kw[key] = _value(path, SECTION, key, value)
+            if value.strip():          # "node =" as in the commented template: the default
+                kw[key] = _value(path, SECTION, key, value)
     guests = {}
     sections = {}
     for name in cp.sections():

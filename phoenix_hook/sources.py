@@ -90,8 +90,24 @@ def _is_ipv4(text: str) -> bool:
 
 
 def running_checker(source):
-    """callable(vmid, type) -> bool: is this guest running (as far as the source knows)?"""
+    """callable(vmid, type) -> bool: may this guest be up, answering from its own MAC?
+
+    The API knows every guest's status. The files source only sees this
+    node's guests run (pve.guest_running); a guest configured on another
+    node is taken as possibly running, so its own MAC answering is the
+    guest itself, not "another copy" (a false conflict on every re-check
+    of a deployed cluster otherwise).
+    """
     if hasattr(source, "status"):
         return lambda vmid, _type: source.status(vmid) == "running"
-    from .pve import guest_running
-    return guest_running
+    from .pve import SourceError, guest_running
+
+    def running(vmid, gtype):
+        try:
+            cf = source.locate(vmid)
+        except SourceError:
+            return False
+        if cf.node != source.node:
+            return True
+        return guest_running(vmid, gtype)
+    return running

@@ -35,3 +35,17 @@ def test_a_stale_claim_is_taken_over(tmp_path):
 def test_odd_bridge_names_stay_inside_the_claims_directory(tmp_path):
     claims.claim(str(tmp_path), 951, "10.0.0.151", "../../etc", None, now=1.0)
     assert [p.parent.name for p in tmp_path.rglob("10.0.0.151*")] == ["claims"]
+
+
+def test_a_claim_its_holder_no_longer_means_is_taken_over(tmp_path):
+    run = str(tmp_path)
+    claims.claim(run, 951, "10.0.0.151", "vmbr0", None, now=100.0)
+    asked = []
+
+    def still_holds(other, age):
+        asked.append((other, age))
+        return False
+    assert claims.claim(run, 960, "10.0.0.151", "vmbr0", None, now=101.0, still_holds=still_holds) is None
+    assert asked == [(951, 1.0)]
+    assert claims.claim(run, 951, "10.0.0.151", "vmbr0", None, now=102.0,
+                        still_holds=lambda o, a: True) == (960, 1.0)

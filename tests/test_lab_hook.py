@@ -658,3 +658,36 @@ def test_responder_exits_cleanly_on_sigterm(lab, responder, mode):
     r.proc.terminate()
     assert r.proc.wait(timeout=10) == 0
     no_traceback(r.proc.stderr.read())
+
+
+@pytest.mark.parametrize("change", ["deleted", "renumbered"])
+def test_a_claim_whose_holder_no_longer_means_it_blocks_nobody(lab, pve, run_hook, change):
+    """951 started (and claimed 10.0.0.151), then was deleted or given another address:
+    960 with 10.0.0.151 must not be refused for 951's old claim."""
+    pve.guest(951)
+    pve.settings(probe_timeout_ms=200)
+    lab.add_host("gw", "10.0.0.1/24")
+    lab.wait_link_ready()
+    code, out, _ = run_hook(lab, 951)
+    assert code == 0 and "is free" in out, out
+    conf = pve.root / "nodes" / "pve1" / "lxc" / "951.conf"
+    if change == "deleted":
+        conf.unlink()
+    else:
+        conf.write_text(conf.read_text().replace("ip=10.0.0.151/24", "ip=10.0.0.251/24"))
+    pve.guest(960, spec_vmid=956, nets={"net0": net("10.0.0.151/24", "52:54:00:67:89:B6")})
+    code, out, _ = run_hook(lab, 960)
+    assert code == 0 and "is free on vmbr0" in out, out
+
+
+def test_a_start_refused_by_on_error_releases_its_claim(lab, pve, run_hook):
+    pve.guest(951, nets={"net0": net("10.0.0.151/24", "52:54:00:67:89:B1"),
+                         "net1": net("10.0.9.1/24", "52:54:00:67:89:C1", bridge="vmbr9")})
+    pve.guest(960, spec_vmid=956, nets={"net0": net("10.0.0.151/24", "52:54:00:67:89:B6")})
+    pve.settings(probe_timeout_ms=200, on_error="refuse")
+    lab.add_host("gw", "10.0.0.1/24")
+    lab.wait_link_ready()
+    code, out, _ = run_hook(lab, 951)
+    assert code == 1 and "vmbr9 does not exist" in out, out
+    code, out, _ = run_hook(lab, 960)
+    assert code == 0 and "is free on vmbr0" in out, out

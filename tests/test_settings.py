@@ -127,9 +127,18 @@ def test_ignored_addresses_and_networks():
     assert not Settings().ignored("10.0.0.254")
 
 
-def test_missing_file_means_defaults(tmp_path):
-    s = load(str(tmp_path / "nope.conf"), environ={})
-    assert s.path is None and s.mode == "enforce"
+def test_a_file_named_explicitly_must_exist(tmp_path):
+    """--config /missing.conf is a typo to report, not a reason to run on defaults."""
+    with pytest.raises(SettingsError) as e:
+        load(str(tmp_path / "nope.conf"), environ={})
+    assert "nope.conf: no such file (--config names it)" in str(e.value)
+
+
+def test_empty_values_mean_the_default():
+    """The commented template shows 'node =': pasting it must not break every start."""
+    s = parse("[phoenix-hook]\nnode =\nignore =\nmode =\nlog_file =\n", "x.conf")
+    d = Settings()
+    assert (s.node, s.ignore, s.mode, s.log_file) == (d.node, (), "enforce", d.log_file)
 
 
 def test_default_path_missing_means_defaults(tmp_path, monkeypatch):
