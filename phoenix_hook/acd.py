@@ -66,11 +66,13 @@ class Candidate:
     tagged: bool = False       # send 802.1Q-tagged frames on iface
     guest_mac: str | None = None
     guest_running: bool = False  # the guest itself may answer from guest_mac
+    rx_untagged: bool = False    # answers reach iface without a tag (VLAN-aware bridge,
+                                 # the VLAN is "Egress Untagged" on the bridge itself)
 
     @property
     def rx_vlan(self) -> int | None:
         """The VLAN its answers arrive with on iface (None on vmbrXvN devices)."""
-        return self.vlan if self.tagged else None
+        return self.vlan if self.tagged and not self.rx_untagged else None
 
     def probe_frame(self) -> bytes:
         return arp.build_probe(self.src_mac, self.ip, self.vlan if self.tagged else None)

@@ -16,6 +16,9 @@ from .report import Finding, GuestResult, NicResult, Report
 from .settings import Settings
 
 
+CLUSTER_WAIT_S = 0.5       # how long a decided hook waits for the other guests' configs
+
+
 @dataclass(frozen=True)
 class HostFacts:
     """What the host looks like: interfaces by name, its own IPv4s and MACs."""
@@ -77,27 +80,45 @@ def plan_nic(guest: Guest, nic: Nic, settings: Settings, facts: HostFacts,
         return _nic_result(nic, "error", f"bridge {nic.bridge} is down (ip link set {nic.bridge} up)")
     if br.noarp:
         return _nic_result(nic, "error", f"{nic.bridge} has ARP turned off (NOARP)")
-    iface, tagged, src = nic.bridge, nic.tag is not None, br.mac
+    iface, tagged, src, rx_untagged = nic.bridge, nic.tag is not None, br.mac, False
     if nic.tag is not None and br.vlan_filtering:
         # VLAN-aware bridge: our tagged frame passes the bridge's ingress
         # filter only if the bridge itself is in that VLAN (pve-common
         # Network.pm; REFERENCE section 4). Otherwise it would go nowhere.
         vids = facts.self_vlans.get(nic.bridge)
-        if vids is not None and nic.tag not in vids:
+        if vids is None:
+            return _nic_result(nic, "error", f"cannot read the VLANs of {nic.bridge} itself "
+                               f"(bridge -j vlan show dev {nic.bridge} failed)")
+        if nic.tag not in vids:
             return _nic_result(nic, "error", f"VLAN {nic.tag} is not on {nic.bridge} itself, so the host "
                                f"cannot send in it (bridge vlan add dev {nic.bridge} vid {nic.tag} self)")
+        rx_untagged = vids[nic.tag]
     if nic.tag is not None and not br.vlan_filtering:
         # Non-VLAN-aware bridge: PVE creates vmbrXvN for tag N when the first
         # guest on that VLAN is plugged (pve-common Network.pm); if it exists,
         # probe untagged there, else send tagged frames on the bridge itself.
-        vbr = facts.links.get(f"{nic.bridge}v{nic.tag}")
-        if vbr is not None and vbr.up and not vbr.noarp:
-            iface, tagged, src = vbr.name, False, vbr.mac
-    if not facts.links[iface].carrier:
-        # No port is up: no other host can hold the address on this segment.
+        vname = f"{nic.bridge}v{nic.tag}"
+        vbr = facts.links.get(vname)
+        if vbr is not None:
+            # Its uplink (eno1.N) takes VLAN N's frames off vmbr0: a tagged
+            # probe there would hear nothing, so an unusable vmbrXvN is an error.
+            if not vbr.up or vbr.noarp:
+                return _nic_result(nic, "error", f"{vname} (PVE's bridge for VLAN {nic.tag}) is "
+                                   f"{'down' if not vbr.up else 'NOARP'}, so VLAN {nic.tag} cannot be probed")
+            iface, tagged, src = vname, False, vbr.mac
+    link = facts.links[iface]
+    if link.uplinks and not any(up for _name, up in link.uplinks):
+        # The segment's way out is down (a switch still booting after a power
+        # cut): only local ports would hear the probe, so silence proves nothing.
+        names = ", ".join(name for name, _up in link.uplinks)
+        return _nic_result(nic, "error", f"no uplink of {iface} has carrier ({names}), "
+                           f"so the LAN cannot be probed")
+    if not link.carrier:
+        # No port at all is up, and none leads out: nobody else can be on it.
         return _nic_result(nic, "clear", f"no port of {iface} is up, so nobody else is on it")
     return acd.Candidate(key=nic.key, ip=nic.address, iface=iface, src_mac=src, vlan=nic.tag,
-                         tagged=tagged, guest_mac=nic.hwaddr, guest_running=running)
+                         tagged=tagged, guest_mac=nic.hwaddr, guest_running=running,
+                         rx_untagged=rx_untagged)
 
 
 def config_warnings(guest: Guest, nic: Nic, cluster) -> list[Finding]:
@@ -225,12 +246,21 @@ def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cl
 
     cluster = []
     if loader is not None:
-        remaining = None if opts.deadline is None else max(0.0, opts.deadline - time.monotonic())
-        loader.join(remaining)
+        # The other guests' configs only add warnings and names: they may
+        # delay a decided answer a little, never up to the deadline (a hung
+        # pmxcfs read would otherwise hold every start that long).
+        budget = CLUSTER_WAIT_S
+        if opts.deadline is not None:
+            budget = min(budget, max(0.0, opts.deadline - time.monotonic()))
+        loader.join(budget if opts.stop_on_first else None)
         cluster = cluster_box.get("guests", [])
-        if "error" in cluster_box:
+        why = cluster_box.get("error")
+        if loader.is_alive():
+            why = f"not read within {budget:g} s"
+        if why:
             for gr in results.values():
-                gr.notes.append(f"could not read the other guests' configs: {cluster_box['error']}")
+                gr.notes.append(f"could not read the other guests' configs ({why}): "
+                                f"config-level duplicates not checked")
     owners = mac_owners(cluster)
     by_vmid = {g.vmid: g for g in guests}
     for gr in results.values():

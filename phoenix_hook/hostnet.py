@@ -8,6 +8,7 @@ holds, REFERENCE section 6, so those are checked here, not on the wire).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 SYS_NET = "/sys/class/net"
@@ -24,6 +25,7 @@ class Link:
     carrier: bool       # lower layer up: at least one bridge port is up
     is_bridge: bool
     vlan_filtering: bool
+    uplinks: tuple = ()  # bridge ports that are not guest ports: ((name, carrier), ...)
 
 
 def _read(path: str) -> str | None:
@@ -47,8 +49,26 @@ def link(name: str) -> Link | None:
     carrier = _read(os.path.join(base, "carrier")) == "1"
     is_bridge = os.path.isdir(os.path.join(base, "bridge"))
     vf = _read(os.path.join(base, "bridge", "vlan_filtering")) == "1"
+    uplinks = ()
+    if is_bridge:
+        try:
+            ports = sorted(os.listdir(os.path.join(base, "brif")))
+        except OSError:
+            ports = []
+        uplinks = tuple((p, _read(os.path.join(SYS_NET, p, "carrier")) == "1")
+                        for p in ports if not is_guest_port(p))
     return Link(name=name, mac=mac.lower(), up=bool(flags & IFF_UP), noarp=bool(flags & IFF_NOARP),
-                carrier=carrier, is_bridge=is_bridge, vlan_filtering=vf)
+                carrier=carrier, is_bridge=is_bridge, vlan_filtering=vf, uplinks=uplinks)
+
+
+_GUEST_PORT = re.compile(r"^(veth|tap|fwpr|fwln)\d+[ip]\d+$")
+
+
+def is_guest_port(name: str) -> bool:
+    """PVE's names for guest-side bridge ports: veth<vmid>i<N> (LXC, pve-container
+    LXC.pm), tap<vmid>i<N> (QEMU), fwpr<vmid>p<N> / fwln<vmid>i<N> (firewall
+    bridge, pve-common Network.pm). Every other port leads to the LAN."""
+    return bool(_GUEST_PORT.match(name))
 
 
 def all_macs() -> frozenset[str]:
@@ -91,29 +111,32 @@ def local_ipv4() -> frozenset[str]:
 
 
 
-def parse_bridge_vlans(text: str, bridge: str) -> frozenset[int] | None:
-    """VIDs configured on the bridge device itself ("self"), from `bridge -j vlan show`.
+def parse_bridge_vlans(text: str, bridge: str) -> dict[int, bool] | None:
+    """{VID: egress untagged} of the bridge device itself ("self"), from `bridge -j vlan show`.
 
     Pure. Entries are {"ifname", "vlans": [{"vlan": N, "vlanEnd": M?, "flags": [...]}]};
-    ranges appear with vlanEnd. None when the output cannot be read.
+    ranges appear with vlanEnd; "Egress Untagged" means frames of that VLAN
+    reach the bridge device without a tag. None when the output cannot be read.
     """
     import json
     try:
         data = json.loads(text or "[]")
-        vids: set[int] = set()
+        vids: dict[int, bool] = {}
         for entry in data:
             if entry.get("ifname") != bridge:
                 continue
             for v in entry.get("vlans", []):
                 lo = int(v["vlan"])
                 hi = int(v.get("vlanEnd", lo))
-                vids.update(range(lo, hi + 1))
-        return frozenset(vids)
+                untagged = "Egress Untagged" in (v.get("flags") or [])
+                for vid in range(lo, hi + 1):
+                    vids[vid] = untagged
+        return vids
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
-def bridge_self_vlans(bridge: str) -> frozenset[int] | None:
+def bridge_self_vlans(bridge: str) -> dict[int, bool] | None:
     """The VLANs a VLAN-aware bridge itself is a member of (REFERENCE section 4).
 
     A tagged frame the host sends on the bridge is dropped by the bridge's

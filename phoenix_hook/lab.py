@@ -100,10 +100,14 @@ class Lab:
             self.ip(self.pve, "link", "set", name, "up")
 
     def add_host(self, name: str, cidr: str | None = None, mac: str | None = None,
-                 bridge: str = "vmbr0", ifname: str = "eth0") -> str:
-        """A LAN host whose own kernel answers ARP for cidr. Returns its namespace."""
+                 bridge: str = "vmbr0", ifname: str = "eth0", port: str | None = None) -> str:
+        """A LAN host whose own kernel answers ARP for cidr. Returns its namespace.
+
+        Its bridge port is an uplink by name; port="veth951i0" makes it look
+        like a running guest's port instead (hostnet.is_guest_port).
+        """
         ns = self.add_namespace(f"{self.prefix}-{name}")
-        port = f"p{self.prefix[-4:]}{next(self._n)}"
+        port = port or f"p{self.prefix[-4:]}{next(self._n)}"
         self.ip(self.pve, "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", ns)
         self.ip(self.pve, "link", "set", port, "master", bridge)
         self.ip(self.pve, "link", "set", port, "up")

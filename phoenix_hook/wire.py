@@ -85,15 +85,20 @@ class Wire:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except PermissionError:
             raise WireError(errno.EPERM, "raw sockets need root (CAP_NET_RAW)") from None
+        except OSError as exc:
+            raise WireError(exc.errno, f"no raw (AF_PACKET) sockets here: {exc.strerror}") from None
         self._socks[name] = sock
-        buf = ctypes.create_string_buffer(_FILTER)
-        fprog = struct.pack("HL", len(_FILTER) // 8, ctypes.addressof(buf))
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-        sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        try:
+            buf = ctypes.create_string_buffer(_FILTER)
+            fprog = struct.pack("HL", len(_FILTER) // 8, ctypes.addressof(buf))
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        except OSError as exc:
+            raise WireError(exc.errno, f"cannot set up the ARP filter on {name}: {exc.strerror}") from None
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
         except OSError:
-            pass
+            pass                      # a smaller buffer only matters under a flood
         try:
             sock.bind((name, ETH_P_ALL))
         except OSError as exc:

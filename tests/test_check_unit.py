@@ -27,9 +27,12 @@ def link(name, mac, up=True, noarp=False, carrier=True, bridge=True, vf=False):
     return Link(name=name, mac=mac, up=up, noarp=noarp, carrier=carrier, is_bridge=bridge, vlan_filtering=vf)
 
 
-def facts(*links, local_ips=(), macs=()):
+def facts(*links, local_ips=(), macs=(), self_vlans=None):
+    # a VLAN-aware bridge is in every VLAN itself (bridge-vids 2-4094) unless told otherwise
+    if self_vlans is None:
+        self_vlans = {lk.name: {v: False for v in range(1, 4095)} for lk in links if lk.vlan_filtering}
     return HostFacts(links={lk.name: lk for lk in links}, local_ips=frozenset(local_ips),
-                     macs=frozenset(macs) | {lk.mac for lk in links})
+                     macs=frozenset(macs) | {lk.mac for lk in links}, self_vlans=self_vlans)
 
 
 def ct(vmid, *nets, name="ct", node="pve1", extra=()):
@@ -117,14 +120,20 @@ def test_plan_vmbrXvN_present_probes_untagged_there():
     assert (c.iface, c.tagged, c.vlan, c.src_mac, c.rx_vlan) == ("vmbr0v20", False, 20, V20, None)
 
 
-@pytest.mark.parametrize("vbr", [None, link("vmbr0v20", V20, up=False, carrier=False),
-                                 link("vmbr0v20", V20, noarp=True)])
-def test_plan_vmbrXvN_absent_or_unusable_tags_on_bridge(vbr):
+def test_plan_vmbrXvN_absent_tags_on_bridge():
     g, n = nic0("bridge=vmbr0,ip=10.0.20.5/24,tag=20")
-    f = facts(link("vmbr0", BR0), *([vbr] if vbr else []))
-    c = plan_nic(g, n, S, f)
+    c = plan_nic(g, n, S, facts(link("vmbr0", BR0)))
     assert (c.iface, c.tagged, c.src_mac) == ("vmbr0", True, BR0)
     assert arp.parse(c.probe_frame()).vlan == 20
+
+
+@pytest.mark.parametrize("vbr,words", [(link("vmbr0v20", V20, up=False, carrier=False), "is down"),
+                                       (link("vmbr0v20", V20, noarp=True), "is NOARP")])
+def test_plan_vmbrXvN_unusable_is_an_error(vbr, words):
+    """Its uplink eno1.20 takes VLAN 20's answers off vmbr0: a tagged probe would hear nothing."""
+    g, n = nic0("bridge=vmbr0,ip=10.0.20.5/24,tag=20")
+    r = plan_nic(g, n, S, facts(link("vmbr0", BR0), vbr))
+    assert r.verdict == "error" and f"vmbr0v20 (PVE's bridge for VLAN 20) {words}" in r.note
 
 
 def test_plan_no_carrier_is_clear_with_reason():
@@ -279,7 +288,7 @@ def clock(monkeypatch):
     return c
 
 
-FACTS = facts(link("vmbr0", BR0), link("vmbr1", BR1, vf=True))
+FACTS = facts(link("vmbr0", BR0), link("vmbr1", BR1, vf=True))    # vmbr1 is in every VLAN itself
 
 
 def run(guests, wire, clock, cluster=None, **opt):
@@ -461,18 +470,44 @@ def test_plan_vlan_aware_bridge_without_that_vlan_on_itself_is_an_error():
     """A tagged probe the bridge's own ingress filter drops would look 'free': say so instead."""
     g, n = nic0("bridge=vmbr0,ip=10.0.20.5/24,tag=20")
     f = facts(link("vmbr0", BR0, vf=True))
-    missing = HostFacts(links=f.links, self_vlans={"vmbr0": frozenset({1, 30})})
+    missing = HostFacts(links=f.links, self_vlans={"vmbr0": {1: True, 30: False}})
     r = plan_nic(g, n, S, missing)
     assert r.verdict == "error" and "bridge vlan add dev vmbr0 vid 20 self" in r.note
-    present = HostFacts(links=f.links, self_vlans={"vmbr0": frozenset(range(2, 4095))})
-    assert plan_nic(g, n, S, present).tagged
+    unknown = HostFacts(links=f.links, self_vlans={"vmbr0": None})
+    assert "cannot read the VLANs of vmbr0" in plan_nic(g, n, S, unknown).note
+    present = HostFacts(links=f.links, self_vlans={"vmbr0": {v: False for v in range(2, 4095)}})
+    c = plan_nic(g, n, S, present)
+    assert c.tagged and c.rx_vlan == 20
+    # VLAN 20 "Egress Untagged" on the bridge itself: sent tagged, answers arrive untagged
+    untagged = HostFacts(links=f.links, self_vlans={"vmbr0": {20: True}})
+    c = plan_nic(g, n, S, untagged)
+    assert c.tagged and arp.parse(c.probe_frame()).vlan == 20 and c.rx_vlan is None
 
 
 def test_parse_bridge_vlans_reads_ranges_and_only_the_bridge_itself():
     from phoenix_hook.hostnet import parse_bridge_vlans
     text = ('[{"ifname":"vmbr0","vlans":[{"vlan":1,"flags":["PVID","Egress Untagged"]},'
             '{"vlan":2,"vlanEnd":5}]},{"ifname":"eno1","vlans":[{"vlan":20}]}]')
-    assert parse_bridge_vlans(text, "vmbr0") == frozenset({1, 2, 3, 4, 5})
-    assert parse_bridge_vlans("[]", "vmbr0") == frozenset()
+    assert parse_bridge_vlans(text, "vmbr0") == {1: True, 2: False, 3: False, 4: False, 5: False}
+    assert parse_bridge_vlans("[]", "vmbr0") == {}
     assert parse_bridge_vlans("not json", "vmbr0") is None
     assert parse_bridge_vlans('[{"ifname":"vmbr0","vlans":[{"vlan":"x"}]}]', "vmbr0") is None
+
+
+def test_plan_uplinks_all_down_is_an_error_not_a_clear():
+    """Power cut: the node is back, its switch is not. Only local guests would hear the probe."""
+    from dataclasses import replace
+    g, n = nic0("bridge=vmbr0,ip=10.0.0.151/24")
+    down = replace(link("vmbr0", BR0), uplinks=(("eno1", False), ("eno2", False)))
+    r = plan_nic(g, n, S, facts(down))
+    assert r.verdict == "error" and "no uplink of vmbr0 has carrier (eno1, eno2)" in r.note
+    one_up = replace(down, uplinks=(("eno1", False), ("eno2", True)))
+    assert isinstance(plan_nic(g, n, S, facts(one_up)), acd.Candidate)
+    internal = replace(link("vmbr0", BR0), uplinks=())          # guest ports only: probe them
+    assert isinstance(plan_nic(g, n, S, facts(internal)), acd.Candidate)
+
+
+def test_guest_ports_are_told_from_uplinks_by_pve_names():
+    from phoenix_hook.hostnet import is_guest_port
+    assert all(is_guest_port(p) for p in ("veth951i0", "tap120i1", "fwpr951p0", "fwln120i0"))
+    assert not any(is_guest_port(p) for p in ("eno1", "bond0", "enp3s0.20", "veth0", "vethabc", "tap0"))

@@ -691,3 +691,36 @@ def test_a_start_refused_by_on_error_releases_its_claim(lab, pve, run_hook):
     assert code == 1 and "vmbr9 does not exist" in out, out
     code, out, _ = run_hook(lab, 960)
     assert code == 0 and "is free on vmbr0" in out, out
+
+
+def test_a_hung_read_of_another_guests_config_does_not_hold_the_start(lab, pve, run_hook):
+    """The cluster's configs only add warnings: a FIFO (a hung pmxcfs read) among them must
+    not keep a decided start waiting until deadline_s, and the note says what was skipped."""
+    import os
+    pve.guest(951)
+    (pve.root / "nodes" / "pve2" / "lxc").mkdir(parents=True)
+    os.mkfifo(pve.root / "nodes" / "pve2" / "lxc" / "999.conf")
+    pve.settings(deadline_s=8, probe_timeout_ms=200)
+    lab.add_host("rogue", "10.0.0.151/24", mac=SQUAT_MAC)
+    lab.wait_link_ready()
+    code, out, recs = run_hook(lab, 951, timeout=20)
+    assert code == 1 and SQUAT_MAC in out, out
+    assert "could not read the other guests' configs (not read within 0.5 s)" in out, out
+    assert record_of(recs)["elapsed_ms"] < 8000          # decided, not held until the deadline
+
+
+def test_uplink_without_carrier_is_could_not_check_not_free(lab, pve, run_hook):
+    """The switch is down (uplink without carrier) while a running guest's port is up: the
+    probe reaches only local guests, so silence proves nothing."""
+    pve.guest(951)
+    pve.settings(probe_timeout_ms=200, on_error="refuse")
+    switch = lab.add_host("switch", "10.0.0.151/24", mac=SQUAT_MAC, port="eno1")  # the LAN + squatter
+    lab.add_host("ct960", "10.0.0.160/24", port="veth960i0")             # a running guest of this node
+    lab.wait_link_ready()
+    lab.ip(switch, "link", "set", "eth0", "down")      # the switch goes away: eno1 (still up) loses carrier
+    p = subprocess.run(hook_argv(lab, 951), env=pve.env(), stdin=subprocess.DEVNULL, text=True, cwd="/",
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)   # run_hook would wait for eno1
+    code, out, recs = p.returncode, p.stdout, pve.records()
+    assert code == 1, out
+    assert "no uplink of vmbr0 has carrier" in out and "is free" not in out, out
+    assert record_of(recs)["verdict"] == "error"
