@@ -47,17 +47,25 @@ def claim(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None,
           now: float | None = None, still_holds=None) -> tuple[int, float] | None:
     """Claim ip for vmid. Returns (other vmid, age in s) when another guest holds it, else None.
 
-    O_EXCL makes the first of two simultaneous hooks the winner; a stale
+    link() makes the first of two simultaneous hooks the winner; a stale
     or own claim, or one whose holder no longer means it (still_holds),
     is replaced atomically (write + rename).
     """
     now = time.time() if now is None else now
     path = _path(run_dir, ip, bridge, vlan)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    body = f"{vmid} {now:.3f}\n".encode()
+    # Write the whole claim to a private file first, then link it into
+    # place: link() fails if the name exists, and a reader never sees a
+    # half-written claim (O_EXCL + write would leave an empty file visible).
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{vmid} {now:.3f}\n")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+        try:
+            os.link(tmp, path)
+            return None
+        except FileExistsError:
+            pass
         try:
             with open(path) as f:
                 held = fresh_holder(f.read(), vmid, now)
@@ -65,16 +73,13 @@ def claim(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None,
             held = None
         if held and (still_holds is None or still_holds(*held)):
             return held
-        tmp = f"{path}.{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(body)
-        os.replace(tmp, path)
+        os.replace(tmp, path)          # stale, void or our own: take it over
         return None
-    try:
-        os.write(fd, body)
     finally:
-        os.close(fd)
-    return None
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
 
 
 def release(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None) -> None:

@@ -34,17 +34,28 @@ def add_parser(sub):
     return p
 
 
+def _dup_key(e) -> tuple:
+    """Which entries must agree on one MAC: the same address, and for a link-local one
+    (fe80::/10, 169.254.0.0/16) the same device too. Each link has its own link-local
+    space (RFC 4291 2.5.6, RFC 3927 2.1): fe80::1 on vmbr0 and on vmbr1 are two hosts."""
+    try:
+        link_local = ipaddress.ip_address(e.ip).is_link_local
+    except ValueError:
+        link_local = False
+    return (e.ip, e.dev) if link_local else (e.ip, None)
+
+
 def rows_for(entries, owners: scan.Owners, vendor_of=lambda mac: None, include_unresolved=False):
     """Pure: neighbour entries -> row dicts with owner and flags, sorted by family and address."""
-    macs_by_ip: dict[str, set] = {}
+    macs_by_key: dict[tuple, set] = {}
     for e in entries:
         if e.mac:
-            macs_by_ip.setdefault(e.ip, set()).add(e.mac)
+            macs_by_key.setdefault(_dup_key(e), set()).add(e.mac)
     rows = []
     for e in entries:
         if e.mac is None and not include_unresolved:
             continue
-        a = owners.attribute(e.ip, e.mac, macs_by_ip.get(e.ip, ()))
+        a = owners.attribute(e.ip, e.mac, macs_by_key.get(_dup_key(e), ()))
         rows.append({"ip": e.ip, "family": e.family, "mac": e.mac, "dev": e.dev, "state": list(e.state),
                      "vendor": scan.vendor_words(e.mac, vendor_of) if e.mac else None, **a})
     rows.sort(key=lambda r: (r["family"], ipaddress.ip_address(r["ip"]), r["dev"] or "", r["mac"] or ""))

@@ -13,7 +13,10 @@ Two forms are read (README "Preflight"):
        [{"vmid": 951, "nic": "net0", "bridge": "vmbr0", "ip": "10.0.0.151/24",
          "mac": "52:54:00:67:89:B1", "vlan": null, "gw": "10.0.0.1",
          "name": "vllm-granite-embed-r2", "type": "lxc"}]
-   vmid and ip are required; nic defaults to net0, type to lxc.
+   vmid and ip are required; nic defaults to net0, type to lxc, bridge to
+   vmbr0 (DEFAULT_BRIDGE, the bridge PVE's installer creates and its GUI
+   offers first), and the report says the bridge was assumed: a static
+   address without a bridge would otherwise be skipped unprobed.
 
 parse_plan never raises anything but PlanError, whose str() is the one line
 for the admin: where in the plan, what is wrong, how to fix it.
@@ -30,7 +33,7 @@ import ipaddress
 import json
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from .guest import Guest, Nic
@@ -40,6 +43,9 @@ _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$
 _BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")   # a Linux interface name (IFNAMSIZ-1)
 _NIC_RE = re.compile(r"^net([0-9]|[12][0-9]|3[01])$")
 FIX = "fix the plan"
+DEFAULT_BRIDGE = "vmbr0"
+DEFAULT_BRIDGE_NOTE = (f"the plan names no bridge: probed on {DEFAULT_BRIDGE}, PVE's default bridge "
+                       f"(add \"bridge\" to the entry if it is another)")
 
 
 class PlanError(ValueError):
@@ -61,6 +67,7 @@ class PlanEntry:
     name: str | None = None
     type: str = "lxc"
     where: str = ""                 # where in the plan, for messages
+    bridge_default: bool = False    # no bridge in the plan: DEFAULT_BRIDGE assumed
 
     @property
     def label(self) -> str:
@@ -240,8 +247,11 @@ def _from_list(items, origin) -> list[PlanEntry]:
         if gtype not in ("lxc", "qemu"):
             raise _err(origin, f"{where}.type", f"{_show(gtype)} is not lxc or qemu")
         nic = _nic_key(item.get("nic"), origin, f"{where}.nic")
-        out.append(_entry(vmid, nic, item, item.get("mac", item.get("hwaddr")), item.get("name"),
-                          gtype, origin, where))
+        e = _entry(vmid, nic, item, item.get("mac", item.get("hwaddr")), item.get("name"),
+                   gtype, origin, where)
+        if e.bridge is None:
+            e = replace(e, bridge=DEFAULT_BRIDGE, bridge_default=True)
+        out.append(e)
     return out
 
 

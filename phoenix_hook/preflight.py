@@ -117,6 +117,7 @@ def preflight(plan, ctids=None, *, settings=None, source=None, probe: bool = Tru
     else:
         results = [_unprobed(g) for g in guests]
 
+    defaulted = {(e.vmid, e.nic) for e in selected if e.bridge_default}
     owners: dict = {}
     for g in cluster:
         for n in g.nics:
@@ -135,6 +136,8 @@ def preflight(plan, ctids=None, *, settings=None, source=None, probe: bool = Tru
                     kind="in-use-on-wire", vmids=[gr.vmid] + [v for v in owners.get(c.mac, []) if v != gr.vmid]))
             if nr.conflicts:
                 nr.verdict = "conflict"
+            if (gr.vmid, nr.nic) in defaulted:
+                gr.notes.append(f"{nr.nic}: {planmod.DEFAULT_BRIDGE_NOTE}")
     return PreflightReport(guests=results, probed=probe)
 
 

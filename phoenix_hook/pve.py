@@ -44,11 +44,18 @@ class FileSource:
     def _nodes_dir(self) -> str:
         return os.path.join(self.root, "nodes")
 
+    def _tree(self) -> str:
+        """nodes/ under pve_root, or SourceError: without it this is not a PVE tree, and
+        "no guests" read from it would look like a clean cluster."""
+        d = self._nodes_dir()
+        if not os.path.isdir(d):
+            raise SourceError(f"{d} does not exist; is this a Proxmox VE node? "
+                              f"(set pve_root in the settings to use another tree)")
+        return d
+
     def locate(self, vmid: int) -> ConfigFile:
         """This node first (the hook's guest is always local), then the rest of the cluster."""
-        if not os.path.isdir(self._nodes_dir()):
-            raise SourceError(f"{self._nodes_dir()} does not exist; is this a Proxmox VE node? "
-                              f"(set pve_root in the settings to use another tree)")
+        self._tree()
         nodes = [self.node] + sorted(n for n in self._list(self._nodes_dir()) if n != self.node)
         for node in nodes:
             for gtype, sub in KIND_DIRS.items():
@@ -77,12 +84,14 @@ class FileSource:
             return []
 
     def config_files(self, node: str | None = None, types=("lxc", "qemu")) -> list[ConfigFile]:
-        """Every guest config in the tree (or on one node), sorted by VMID."""
+        """Every guest config in the tree (or on one node), sorted by VMID.
+        SourceError when pve_root has no nodes/ (guests() too)."""
         out = []
-        nodes = [node] if node else self._list(self._nodes_dir())
+        tree = self._tree()
+        nodes = [node] if node else self._list(tree)
         for n in nodes:
             for gtype in types:
-                d = os.path.join(self._nodes_dir(), n, KIND_DIRS[gtype])
+                d = os.path.join(tree, n, KIND_DIRS[gtype])
                 for name in self._list(d):
                     m = _CONF_RE.match(name)
                     if m:

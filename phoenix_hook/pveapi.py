@@ -21,6 +21,7 @@ and only when an ApiSource is built.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -44,26 +45,139 @@ class ApiSettingsError(SourceError):
     """[api] settings incomplete, token file missing/unsafe: the admin fixes the settings. Exit 2."""
 
 
+class GuestConfigGone(ApiError):
+    """One guest's config could not be fetched though the API itself answered: 404, or 500
+    "Configuration file ... does not exist" (deleted or migrated after /cluster/resources
+    listed it). In guests() that guest gets this as its error and the run goes on."""
+
+
+# pve-guest-common AbstractConfig::load_config: "Configuration file '...' does not exist";
+# qemu-server/pve-container check_vm_exists-style helpers: "unable to find configuration file".
+_GONE_RE = re.compile(r"configuration file .* does not exist|unable to find configuration file|"
+                      r"no such (vm|ct|container|guest)", re.I)
+
+
+API_KEYS = ("host", "port", "user", "token_name", "token_file", "backend", "verify_ssl", "timeout")
+API_BACKENDS = ("https", "local")
+# Never echoed in a message: a secret pasted into the wrong key would end up
+# on a terminal or in a log (the token's secret belongs in token_file's file).
+SECRET_KEYS = ("token_name", "token_file")
+_TOKEN_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")          # pve-access-control: pve-tokenid
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+def check_api(raw: dict, where: str = "the settings file") -> dict:
+    """[api] as settings.parse keeps it (raw strings) -> typed values, or ApiSettingsError.
+
+    Checked here, where the API is used, not when the settings are read: the
+    hookscript reads the same file and must never stop over [api]. Values
+    already typed (port 8006, timeout 2.0, verify_ssl False from Python
+    callers) are accepted as well; an empty value means the default.
+    Whether the set is complete for the backend is ApiSource's check.
+    """
+    out: dict = {}
+    for key, value in raw.items():
+        if key not in API_KEYS:
+            raise ApiSettingsError(f"{where}: unknown key '{key}' in [api]; "
+                                   f"known keys: {', '.join(sorted(API_KEYS))}")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            if key != "verify_ssl":
+                raise _bad_api(where, key, value, "a value, not true/false")
+            out[key] = value
+            continue
+        v = str(value).strip()
+        if not v:
+            continue
+
+        def bad(allowed, _k=key, _v=v):
+            return _bad_api(where, _k, _v, allowed)
+        if key == "host":
+            if "://" in v or "/" in v or any(c.isspace() for c in v):
+                raise bad("the API host name or address only, e.g. pve1.example.com (no https://, no path)")
+        elif key == "port":
+            if not (v.isascii() and v.isdigit()) or not 1 <= int(v) <= 65535:
+                raise bad("a TCP port from 1 to 65535 (PVE: 8006)")
+            v = int(v)
+        elif key == "user":
+            name, at, realm = v.partition("@")
+            if not name or not at or not realm or "!" in v or any(c.isspace() for c in v):
+                raise bad("USER@REALM, e.g. root@pam (put the token ID in token_name)")
+        elif key == "token_name":
+            if _UUID_RE.match(v):
+                raise bad("the token ID, e.g. phoenix; this looks like the token's secret, which "
+                          "belongs in the file named by token_file")
+            if not _TOKEN_ID_RE.match(v):
+                raise bad("the token ID, e.g. phoenix (letters, digits, . _ -)")
+        elif key == "token_file":
+            if not v.startswith("/"):
+                raise bad("an absolute path to a file holding the token secret (mode 600)")
+        elif key == "backend":
+            if v not in API_BACKENDS:
+                raise bad(" | ".join(API_BACKENDS))
+        elif key == "verify_ssl":
+            low = v.lower()
+            if low in ("1", "yes", "true", "on"):
+                v = True
+            elif low in ("0", "no", "false", "off"):
+                v = False
+            elif not v.startswith("/"):
+                raise bad("true, false, or the absolute path of a CA file (e.g. /etc/pve/pve-root-ca.pem)")
+        elif key == "timeout":
+            try:
+                f = float(v)
+            except ValueError:
+                f = -1.0
+            if not 0.5 <= f <= 300:       # also NaN
+                raise bad("seconds from 0.5 to 300")
+            v = f
+        out[key] = v
+    return out
+
+
+def _bad_api(where, key, value, allowed) -> ApiSettingsError:
+    if key in SECRET_KEYS:
+        return ApiSettingsError(f"{where}: [api] {key} is not valid (its value is not shown: it may "
+                                f"be a secret); use {allowed}")
+    return ApiSettingsError(f"{where}: [api] {key} = {_one_line(repr(value), 80)} is not valid; use {allowed}")
+
+
 def read_token(path: str) -> str:
-    """The token secret from token_file. Refuses a file that group or others can read."""
+    """The token secret from token_file. Refuses a file that group or others can read.
+
+    Open first, then check the opened file (fstat): a stat of the path
+    followed by an open could check one file and read another swapped in
+    between. O_NOFOLLOW: a symlink is refused, not followed; O_NONBLOCK: a
+    FIFO put there cannot hang the open (it fails the regular-file check).
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        st = os.stat(path)
+        fd = os.open(path, flags)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ApiSettingsError(f"token_file {path} is a symbolic link; point token_file at the "
+                                   f"file holding the API token secret itself (chmod 600)") from None
         raise ApiSettingsError(f"cannot read token_file {path}: {exc.strerror}; put the API token "
                                f"secret in it (chmod 600) or fix token_file in [api]") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ApiSettingsError(f"token_file {path} is not a regular file; point token_file at the "
-                               f"file holding the API token secret")
-    if st.st_mode & 0o077:
-        raise ApiSettingsError(f"token_file {path} is readable by group or others (mode "
-                               f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}")
     try:
-        with open(path, encoding="utf-8") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ApiSettingsError(f"token_file {path} is not a regular file; point token_file at the "
+                                   f"file holding the API token secret")
+        if st.st_mode & 0o077:
+            raise ApiSettingsError(f"token_file {path} is readable by group or others (mode "
+                                   f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}")
+        with os.fdopen(fd, encoding="utf-8") as f:
+            fd = -1                               # closed by the file object from here on
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise ApiSettingsError(f"cannot read token_file {path}: {why}; put the API token secret "
                                f"in it (chmod 600)") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     secret = text.strip()
     # The secret alone is the documented form; a whole "USER@REALM!ID=SECRET"
     # (the Authorization header's value, as some guides store it) works too.
@@ -105,10 +219,10 @@ class ApiSource:
 
     def __init__(self, api: dict, node: str | None = None, settings_path: str | None = None,
                  workers: int = WORKERS, warn=None):
-        self.api = dict(api)
+        self.where = settings_path or "the settings file"
+        self.api = check_api(api, self.where)
         self.node = node
         self.workers = max(1, workers)
-        self.where = settings_path or "the settings file"
         self.backend = self.api.get("backend", "https")
         self.timeout = self.api.get("timeout", 10.0)
         self._local = threading.local()
@@ -158,15 +272,20 @@ class ApiSource:
             self._local.client = c
         return c
 
-    def _get(self, path: str, **params):
-        """GET one API path; every failure as one ApiError line."""
+    def _get(self, path: str, gone_ok: bool = False, **params):
+        """GET one API path; every failure as one ApiError line. gone_ok: a 404 or a
+        "does not exist" 500 is a GuestConfigGone (one guest's config, not the API, failed)."""
         what = f"GET {path}"
         try:
             data = self._client()(path).get(**params)
         except SourceError:
             raise
         except Exception as exc:                 # translated below; nothing escapes as a traceback
-            raise self._translate(exc, what) from None
+            err = self._translate(exc, what)
+            if gone_ok and _is_gone(exc):
+                err = GuestConfigGone(f"{err}; the guest was probably deleted or migrated while "
+                                      f"this ran (check it with pct/qm config)")
+            raise err from None
         if isinstance(data, dict) and set(data) == {"errors"}:
             raise ApiError(f"{self.target}: {what} did not answer JSON ({_one_line(data['errors'], 80)}); "
                            f"is host/port the Proxmox VE API (port 8006)?")
@@ -250,6 +369,12 @@ class ApiSource:
         raise NoSuchGuest(f"guest {vmid} is not in /cluster/resources of {self.target}; check the "
                           f"VMID, and that the token may see it (VM.Audit)")
 
+    def _name(self, vmid: int) -> str | None:
+        for r in self.resources():
+            if r["vmid"] == vmid and isinstance(r.get("name"), str):
+                return r["name"]
+        return None
+
     def status(self, vmid: int) -> str | None:
         """'running', 'stopped', ... from /cluster/resources (None: unknown guest)."""
         for r in self.resources():
@@ -261,7 +386,7 @@ class ApiSource:
         # Without current=1 the API merges pending values over the current
         # ones (pve-container API2/LXC/Config.pm, qemu-server API2/Qemu.pm).
         params = {} if with_pending else {"current": 1}
-        data = self._get(cf.path, **params)
+        data = self._get(cf.path, gone_ok=True, **params)
         if not isinstance(data, dict):
             raise ApiError(f"{self.target}: GET {cf.path} gave {type(data).__name__}, not a config object")
         return data
@@ -274,14 +399,25 @@ class ApiSource:
         return parse_config(self.read(cf, with_pending), vmid, cf.type, cf.node)
 
     def guests(self, node: str | None = None, types=("lxc", "qemu")) -> list[Guest]:
-        """Every guest, current values; configs fetched concurrently. The first failure
-        ends the run (the rest is cancelled) and is raised as its one line."""
+        """Every guest, current values; configs fetched concurrently.
+
+        A guest whose config alone is gone (GuestConfigGone: deleted or
+        migrated since /cluster/resources) becomes a Guest with that error,
+        as FileSource does for an unreadable file. Any other failure (auth,
+        TLS, timeout, 5xx of the API) ends the run: the rest is cancelled and
+        it is raised as its one line.
+        """
         files = self.config_files(node, types)
         if not files:
             return []
 
         def one(cf):
-            return parse_config(self.read(cf), cf.vmid, cf.type, cf.node)
+            try:
+                text = self.read(cf)
+            except GuestConfigGone as exc:
+                return Guest(vmid=cf.vmid, type=cf.type, node=cf.node, name=self._name(cf.vmid),
+                             errors=(str(exc),))
+            return parse_config(text, cf.vmid, cf.type, cf.node)
         workers = min(self.workers, len(files))
         if workers == 1:
             return [one(cf) for cf in files]
@@ -300,6 +436,16 @@ class ApiSource:
                 if isinstance(item, dict) and item.get("type") == "node" and item.get("ip"):
                     out[str(item["ip"])] = str(item.get("name", "?"))
         return out
+
+
+def _is_gone(exc) -> bool:
+    """A ResourceException saying that this one config is not there (see GuestConfigGone)."""
+    from proxmoxer.core import ResourceException
+    if not isinstance(exc, ResourceException):
+        return False
+    if exc.status_code == 404:
+        return True
+    return exc.status_code == 500 and bool(_GONE_RE.search(_resource_detail(exc)))
 
 
 def _resource_detail(exc) -> str:

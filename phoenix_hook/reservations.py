@@ -14,7 +14,10 @@ per NIC with a static IPv4 and a MAC, in each server's own syntax:
 Templates never start and are left out. A MAC or an IP held by more than one
 NIC cannot be reserved for either (the server would refuse or pick one at
 random): those are skipped, each with a reason (`phoenix-hook audit` shows
-them too).
+them too). An IP counts once whatever its VLAN: one reservation file feeds one
+server, which refuses a second reservation of an address ("duplicate
+dhcp-host IP address" in dnsmasq, "There's already a reservation for this
+address" in kea-dhcp4 -t), even where the VLANs make two different networks.
 """
 from __future__ import annotations
 
@@ -29,6 +32,11 @@ from .guest import Guest
 
 FORMATS = ("dnsmasq", "isc", "kea", "csv")
 _LABEL_BAD = re.compile(r"[^a-z0-9-]+")
+# What dnsmasq reads as something other than a name in a dhcp-host field
+# (src/option.c, --dhcp-host): digits with an optional s/m/h/d/w suffix is a
+# lease time ("3600", "12h", "5"), "infinite" too, and "ignore" turns DHCP off
+# for the MAC.
+_NOT_A_NAME = re.compile(r"^([0-9]+[smhdw]?|infinite|ignore)$")
 
 
 @dataclass(frozen=True)
@@ -53,13 +61,22 @@ class Reservation:
 
 
 def hostname_for(g: Guest, nic_key: str) -> str:
-    """A DNS label (RFC 1123: a-z, 0-9, '-', at most 63) from the guest's name."""
+    """A DNS label (RFC 1123: a-z, 0-9, '-', at most 63) from the guest's name.
+
+    A name dnsmasq would read as a lease time or a keyword ("3600", "12h",
+    "ignore") gets "ct-"/"vm-" in front, in every format, so the hostname is
+    the same whichever server the reservations go to.
+    """
+    kind = "ct" if g.type == "lxc" else "vm"
     base = _LABEL_BAD.sub("-", (g.name or "").lower()).strip("-")
     if not base:
-        base = f"{'ct' if g.type == 'lxc' else 'vm'}{g.vmid}"
+        base = f"{kind}{g.vmid}"
     if nic_key != "net0":
         base = f"{base[:63 - len(nic_key) - 1]}-{nic_key}"
-    return base[:63].strip("-") or f"guest{g.vmid}"
+    base = base[:63].strip("-") or f"guest{g.vmid}"
+    if _NOT_A_NAME.match(base):
+        base = f"{kind}-{base}"
+    return base
 
 
 def collect(guests: list[Guest]) -> tuple[list[Reservation], list[str]]:
@@ -81,11 +98,11 @@ def collect(guests: list[Guest]) -> tuple[list[Reservation], list[str]]:
     by_ip: dict = {}
     for r in cands:
         by_mac.setdefault(r.mac, []).append(r)
-        by_ip.setdefault((r.ip, r.vlan), []).append(r)
+        by_ip.setdefault(r.ip, []).append(r)       # not per VLAN: see the module docstring
     out = []
     for r in cands:
         twins_mac = [o.label for o in by_mac[r.mac] if o is not r]
-        twins_ip = [o.label for o in by_ip[(r.ip, r.vlan)] if o is not r]
+        twins_ip = [_comment(o) for o in by_ip[r.ip] if o is not r]
         if twins_mac:
             skipped.append(f"{r.label} {r.ip}: MAC {r.mac} is also on {', '.join(twins_mac)}; "
                            f"give the clone a new MAC")

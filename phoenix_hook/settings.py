@@ -8,7 +8,6 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import os
-import re
 from dataclasses import dataclass, field
 
 from .paths import SETTINGS_ENV as ENV_VAR
@@ -22,8 +21,6 @@ KNOWN_KEYS = {"mode", "probe_timeout_ms", "deadline_s", "on_error", "pve_root", 
               "log_file", "ignore", "dhcp_ranges", "run_dir"}
 GUEST_KEYS = {"mode", "probe_timeout_ms"}
 API_SECTION = "api"
-API_KEYS = {"host", "port", "user", "token_name", "token_file", "backend", "verify_ssl", "timeout"}
-API_BACKENDS = ("https", "local")
 
 
 class SettingsError(ValueError):
@@ -45,7 +42,7 @@ class Settings:
     guests: dict = field(default_factory=dict)   # vmid -> {"mode": .., "probe_timeout_ms": ..}
     path: str | None = None                  # the file these came from, None if defaults
     sections: dict = field(default_factory=dict)  # other sections, raw, for later commands
-    api: dict = field(default_factory=dict)  # [api], validated (parse_api); {} when absent
+    api: dict = field(default_factory=dict)  # [api], raw strings (pveapi.check_api); {} when absent
 
     def for_guest(self, vmid: int) -> tuple[str, int | str]:
         """(mode, probe_timeout_ms) for one guest: [guest:VMID] overrides the defaults."""
@@ -119,62 +116,10 @@ def parse(text: str, path: str = "<settings>") -> Settings:
             raise SettingsError(f"{path}: unknown section [{name}]; sections are [{SECTION}], "
                                 f"[guest:VMID] and [{API_SECTION}]")
     if API_SECTION in sections:
-        kw["api"] = parse_api(path, sections[API_SECTION])
+        # Raw: [api] is checked where the API is used (pveapi.check_api), so a
+        # bad value there never touches the hookscript, which reads files only.
+        kw["api"] = dict(sections[API_SECTION])
     return Settings(guests=guests, sections=sections, **kw)
-
-
-def parse_api(path, raw: dict) -> dict:
-    """[api]: where the Proxmox VE API is and how to log in (pveapi.py).
-
-    Each value is checked here; whether the set is complete for the chosen
-    backend is checked when the API is used, so a half-written [api] never
-    stops the hookscript (which reads files only).
-    """
-    out: dict = {}
-    for key, value in raw.items():
-        if key not in API_KEYS:
-            raise SettingsError(f"{path}: unknown key '{key}' in [{API_SECTION}]; "
-                                f"known keys: {', '.join(sorted(API_KEYS))}")
-        v = value.strip()
-        bad = lambda allowed: _bad(path, API_SECTION, key, v, allowed)  # noqa: E731
-        if key == "host":
-            if not v or "://" in v or "/" in v or any(c.isspace() for c in v):
-                raise bad("the API host name or address only, e.g. pve1.example.com (no https://, no path)")
-        elif key == "port":
-            if not (v.isascii() and v.isdigit()) or not 1 <= int(v) <= 65535:
-                raise bad("a TCP port from 1 to 65535 (PVE: 8006)")
-            v = int(v)
-        elif key == "user":
-            name, at, realm = v.partition("@")
-            if not name or not at or not realm or "!" in v or any(c.isspace() for c in v):
-                raise bad("USER@REALM, e.g. root@pam (put the token ID in token_name)")
-        elif key == "token_name":
-            if not re.match(r"^[A-Za-z][A-Za-z0-9._-]*$", v):
-                raise bad("the token ID, e.g. phoenix (letters, digits, . _ -)")
-        elif key == "token_file":
-            if not v.startswith("/"):
-                raise bad("an absolute path to a file holding the token secret (mode 600)")
-        elif key == "backend":
-            if v not in API_BACKENDS:
-                raise bad(" | ".join(API_BACKENDS))
-        elif key == "verify_ssl":
-            low = v.lower()
-            if low in ("1", "yes", "true", "on"):
-                v = True
-            elif low in ("0", "no", "false", "off"):
-                v = False
-            elif not v.startswith("/"):
-                raise bad("true, false, or the absolute path of a CA file (e.g. /etc/pve/pve-root-ca.pem)")
-        elif key == "timeout":
-            try:
-                f = float(v)
-            except ValueError:
-                f = -1.0
-            if not 0.5 <= f <= 300:
-                raise bad("seconds from 0.5 to 300")
-            v = f
-        out[key] = v
-    return out
 
 
 def _bad(path, section, key, value, allowed) -> SettingsError:

@@ -8,7 +8,7 @@ import pytest
 
 from phoenix_hook import audit, cli, lab as labmod, sources
 from phoenix_hook.guest import parse_config
-from phoenix_hook.pve import FileSource
+from phoenix_hook.pve import FileSource, SourceError
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "phoenix_lxc_configs.json"
 
@@ -157,3 +157,24 @@ def test_node_addresses_from_corosync_conf(tmp_path):
     assert sources.node_addresses(FileSource(str(tmp_path), "pve1")) == {"10.0.0.2": "pve1", "10.9.0.3": "pve2"}
     (tmp_path / ".members").write_text("{broken")
     assert sources.node_addresses(FileSource(str(tmp_path), "pve1")) == {"10.0.0.2": "pve1", "10.9.0.3": "pve2"}
+
+
+def test_a_tree_without_nodes_is_an_error_not_a_clean_cluster(tmp_path, capsys):
+    """pve_root pointing at the wrong directory once gave "no findings (0 guests)"."""
+    root = tmp_path / "not-pve"
+    (root / "lxc").mkdir(parents=True)                 # a directory, but no nodes/ in it
+    src = FileSource(str(root), "pve1")
+    for call in (src.guests, src.config_files, lambda: src.config_files(node="pve1")):
+        with pytest.raises(SourceError, match=r"not-pve/nodes does not exist; is this a Proxmox VE node"):
+            call()
+    conf = tmp_path / "s.conf"
+    conf.write_text(f"[phoenix-hook]\npve_root = {root}\nnode = pve1\n")
+    for cmd in (["audit"], ["reservations", "--format", "csv"], ["check", "--all"]):
+        code, out, err = run_cli(["--config", str(conf), *cmd], capsys)
+        assert code == 3 and out == "", (cmd, out, err)
+        assert err.startswith("phoenix-hook: could not check: ") and "nodes does not exist" in err
+        assert len(err.strip().splitlines()) == 1
+    # a tree with nodes/ but no guests yet is still a clean, empty cluster
+    (root / "nodes" / "pve1").mkdir(parents=True)
+    code, out, _err = run_cli(["--config", str(conf), "audit"], capsys)
+    assert code == 0 and out.strip() == "no findings (0 guests, 0 NICs)"

@@ -124,6 +124,21 @@ def test_dup_across_devices():
     assert scan.exit_code(r["flags"] for r in rows) == 1
 
 
+def test_link_local_is_per_device():
+    """fe80::1 (or 169.254.1.1) on vmbr0 and on vmbr1 are two links' hosts, not a DUP;
+    two MACs for it on one device still are."""
+    entries = [neigh.Neighbour("fe80::1", 6, "02:00:00:00:00:01", "vmbr0"),
+               neigh.Neighbour("fe80::1", 6, "02:00:00:00:00:02", "vmbr1"),
+               neigh.Neighbour("169.254.1.1", 4, "02:00:00:00:00:03", "vmbr0"),
+               neigh.Neighbour("169.254.1.1", 4, "02:00:00:00:00:04", "vmbr1")]
+    rows = rows_for(entries, scan.Owners())
+    assert all(scan.DUP not in r["flags"] for r in rows), rows
+    assert scan.exit_code(r["flags"] for r in rows) == 0
+    same_dev = [neigh.Neighbour("fe80::1", 6, "02:00:00:00:00:01", "vmbr0"),
+                neigh.Neighbour("fe80::1", 6, "02:00:00:00:00:02", "vmbr0")]
+    assert [r["flags"] for r in rows_for(same_dev, scan.Owners())] == [[scan.DUP, scan.UNCLAIMED]] * 2
+
+
 def test_neigh_command_in_a_lab(lab, pve, run_cli):
     """The lab host's table, with static entries: nothing is sent by `neigh`."""
     spec = pve.spec(951)

@@ -88,6 +88,15 @@ def test_generic_list():
     assert g[1].nics[0].ip_mode == "static" and g[1].nics[0].hwaddr == "52:54:00:67:89:b1"
 
 
+def test_generic_entry_without_bridge_gets_the_default_bridge():
+    es = entries_of([{"vmid": 960, "ip": "10.0.0.160/24"},
+                     {"vmid": 961, "ip": "10.0.0.161/24", "bridge": "vmbr1"},
+                     {"vmid": 962, "ip": "10.0.0.162/24", "bridge": ""}])
+    assert [(e.vmid, e.bridge, e.bridge_default) for e in es] == [
+        (960, "vmbr0", True), (961, "vmbr1", False), (962, "vmbr0", True)]
+    assert to_guests(es)[0].nics[0].bridge == "vmbr0"
+
+
 @pytest.mark.parametrize("doc,needle", [
     ({"guests": []}, "not a plan"),
     ("just text", "not a plan"),

@@ -193,6 +193,31 @@ def test_host_address_is_found_without_probing_it(tree):
     assert wire.sent == []
 
 
+def test_generic_entry_without_bridge_is_probed_on_vmbr0(tree):
+    """No "bridge" in a generic entry once meant "no bridge, nothing to probe on": skipped, exit 0,
+    with a squatter on the address. PVE's default bridge is assumed, and the report says so."""
+    plan = [{"vmid": 960, "ip": "10.0.0.160/24"}]
+    wire = FakeWire({"10.0.0.160": SQUAT_MAC})
+    report = phoenix_hook.preflight(plan, settings=settings_for(tree), source=TreeSource(tree),
+                                    facts=FACTS, wire_factory=wire, timeout_ms=100,
+                                    describe=lambda mac: (None, "vendor unknown"))
+    assert report.exit_code == 1, report.json()
+    assert ("vmbr0", "10.0.0.160") in wire.sent
+    g = report.to_json()["plan"][0]
+    assert g["nics"][0]["bridge"] == "vmbr0" and g["nics"][0]["conflicts"][0]["mac"] == SQUAT_MAC
+    assert g["notes"] == ["net0: the plan names no bridge: probed on vmbr0, PVE's default bridge "
+                          "(add \"bridge\" to the entry if it is another)"]
+    assert "CT 960: net0: the plan names no bridge" in report.table()
+    # a free address: clear, with the note; without probing: the note too
+    report = phoenix_hook.preflight(plan, settings=settings_for(tree), source=TreeSource(tree),
+                                    facts=FACTS, wire_factory=FakeWire({}), timeout_ms=100)
+    g = report.to_json()["plan"][0]
+    assert report.exit_code == 0 and g["nics"][0]["verdict"] == "clear" and len(g["notes"]) == 1
+    g = phoenix_hook.preflight(plan, settings=settings_for(tree), source=TreeSource(tree),
+                               probe=False).to_json()["plan"][0]
+    assert g["nics"][0]["bridge"] == "vmbr0" and "the plan names no bridge" in g["notes"][0]
+
+
 def test_missing_bridge_is_could_not_check(tree):
     plan = [{"vmid": 960, "bridge": "vmbr7", "ip": "10.0.0.160/24", "mac": "52:54:00:00:09:60"}]
     report = phoenix_hook.preflight(plan, settings=settings_for(tree), source=TreeSource(tree),
@@ -294,6 +319,32 @@ def test_lab_preflight(lab, pve, run_cli, tmp_path):
     assert code == 1, (out, err)
     [c] = json.loads(out)["plan"][0]["nics"][0]["conflicts"]
     assert c["mac"] == "52:54:00:67:89:b2" and "another copy of this guest (same MAC) is up" in c["detail"]
+
+
+def test_lab_preflight_guest_on_another_node_answering_from_its_own_mac(lab, pve, run_cli, tmp_path):
+    """Files source: this node cannot see a guest of pve2 run, so CT 952 configured on pve2
+    (nodes/pve2/lxc/952.conf) answering from its planned MAC is CT 952 itself, not
+    "another copy of this guest" (the re-check of a deployed cluster)."""
+    plan = tmp_path / "plan.json"
+    shutil.copy(FIXTURE, plan)
+    pve.settings(probe_timeout_ms=300)
+    conf = pve.guest(952, node="pve2")
+    assert conf == pve.root / "nodes" / "pve2" / "lxc" / "952.conf"
+    spec = pve.spec(952)
+    lab.add_host("ct952", spec["cidr"], mac=spec["mac"])            # up on pve2, with its own MAC
+    lab.add_host("gw", "10.0.0.1/24")
+    code, out, err = run_cli(lab, "preflight", str(plan), "952", "--json")
+    assert code == 0, (out, err)
+    [g] = json.loads(out)["plan"]
+    nic = g["nics"][0]
+    assert (nic["verdict"], nic["conflicts"]) == ("clear", []), nic
+    assert "another copy" not in out
+    # the same MAC from a stranger's address is still found: the wire was really probed
+    lab.add_host("squat", "10.0.0.153/24", mac=SQUAT_MAC)
+    code, out, err = run_cli(lab, "preflight", str(plan), "952", "953", "--json")
+    assert code == 1, (out, err)
+    by = {g["vmid"]: g["nics"][0] for g in json.loads(out)["plan"]}
+    assert by[952]["verdict"] == "clear" and by[953]["conflicts"][0]["mac"] == SQUAT_MAC
 
 
 def test_lab_preflight_no_probe_sends_nothing(lab, pve, run_cli, responder, tmp_path):

@@ -244,6 +244,64 @@ def test_a_failing_config_fetch_ends_the_pool_with_one_line(tmp_path, capsys):
     one_line_failure(code, err, 3, "could not check")
 
 
+class PveFailure(responses.Response):
+    """An error as pveproxy sends it: the message in the HTTP reason phrase, body {"data": null}."""
+
+    def __init__(self, url, status, reason):
+        super().__init__(responses.GET, url, status=status, json={"data": None})
+        self.pve_reason = reason
+
+    def get_response(self, request):
+        resp = super().get_response(request)
+        resp.reason = self.pve_reason
+        return resp
+
+
+@responses.activate
+def test_one_guest_config_gone_is_that_guests_error_not_the_runs(tmp_path, capsys):
+    """A guest deleted (500 "does not exist") or gone (404) between /cluster/resources and
+    its config fetch is that guest's error; the rest of the cluster is still audited."""
+    responses.add(responses.GET, f"{BASE}/cluster/resources", json={"data": RESOURCES})
+    responses.add(responses.GET, f"{BASE}/cluster/status", json={"data": STATUS})
+    responses.add(responses.GET, f"{BASE}/nodes/pve1/lxc/951/config", json={"data": CONFIGS[("pve1", "lxc", 951)]})
+    responses.add(PveFailure(f"{BASE}/nodes/pve2/lxc/952/config", 500,
+                             "Configuration file 'nodes/pve2/lxc/952.conf' does not exist"))
+    responses.add(responses.GET, f"{BASE}/nodes/pve2/qemu/120/config", status=404, json={"data": None})
+    guests = {g.vmid: g for g in pveapi.ApiSource(api_settings(tmp_path)).guests()}
+    assert sorted(guests) == [120, 951, 952]
+    assert not guests[951].errors and guests[951].nics
+    g = guests[952]
+    assert (g.type, g.node, g.name, g.nics) == ("lxc", "pve2", "qdrant-VSCodeRag", ())
+    [e] = g.errors
+    assert "500" in e and "does not exist" in e and "deleted or migrated" in e and "\n" not in e
+    assert "404" in guests[120].errors[0]
+    code, out, err = run_cli(["--config", conf_file(tmp_path), "audit", "--json"], capsys)
+    assert code == 1 and "Traceback" not in err, err
+    doc = json.loads(out)
+    assert doc["guests"] == 3
+    assert sorted((f["kind"], tuple(f["vmids"])) for f in doc["findings"]) == [
+        ("malformed", (120,)), ("malformed", (952,))]
+
+
+@pytest.mark.parametrize("status,body", [
+    (500, "cluster not ready - no quorum?"),
+    (401, "authentication failure"),
+    (403, "Permission check failed (/vms/952, VM.Audit)"),
+    (596, "Connection timed out"),
+])
+@responses.activate
+def test_other_config_fetch_failures_still_end_the_run(tmp_path, capsys, status, body):
+    responses.add(responses.GET, f"{BASE}/cluster/resources", json={"data": RESOURCES})
+    responses.add(responses.GET, f"{BASE}/cluster/status", json={"data": STATUS})
+    for (node, kind, vmid), cfg in CONFIGS.items():
+        if vmid == 952:
+            responses.add(PveFailure(f"{BASE}/nodes/{node}/{kind}/{vmid}/config", status, body))
+        else:
+            responses.add(responses.GET, f"{BASE}/nodes/{node}/{kind}/{vmid}/config", json={"data": cfg})
+    code, _out, err = run_cli(["--config", conf_file(tmp_path), "audit"], capsys)
+    one_line_failure(code, err, 3, "could not check", str(status))
+
+
 @responses.activate
 def test_not_the_api_at_all(tmp_path, capsys):
     responses.add(responses.GET, f"{BASE}/cluster/resources", body="<html>welcome to nginx</html>")
@@ -281,6 +339,43 @@ def test_token_file_full_header_form_is_accepted(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
+def test_token_file_checked_is_the_file_read(tmp_path, monkeypatch):
+    """No stat-then-open race: the mode is checked on the opened file (fstat), so a file
+    swapped in after the check (here: right after the first stat or open of the path)
+    is never read unchecked."""
+    path = token_file(tmp_path)
+    other = tmp_path / "other"
+    other.write_text("stolen-or-planted\n")
+    other.chmod(0o644)
+    swapped = []
+    real_stat, real_open = os.stat, os.open
+
+    def swap_after(real):
+        def call(p, *a, **kw):
+            out = real(p, *a, **kw)
+            if os.fspath(p) == path and not swapped:
+                swapped.append(real.__name__)
+                os.replace(other, path)
+            return out
+        return call
+    monkeypatch.setattr(os, "stat", swap_after(real_stat))
+    monkeypatch.setattr(os, "open", swap_after(real_open))
+    assert pveapi.read_token(path) == SECRET
+    assert swapped
+
+
+def test_token_file_symlink_and_fifo_are_refused(tmp_path, capsys):
+    real = token_file(tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(pveapi.ApiSettingsError, match="is a symbolic link"):
+        pveapi.read_token(str(link))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(pveapi.ApiSettingsError, match="not a regular file"):   # and no hang
+        pveapi.read_token(str(fifo))
+
+
 def test_incomplete_api_section_names_the_keys(tmp_path, capsys):
     conf = conf_file(tmp_path, api_lines="host = pve1.example.invalid\n")
     code, _o, err = run_cli(["--config", conf, "audit"], capsys)
@@ -294,8 +389,46 @@ def test_bad_api_values_are_settings_errors(tmp_path, capsys):
     for line, needle in [("port = 99999", "port"), ("verify_ssl = perhaps", "verify_ssl"),
                          ("backend = ssh", "backend"), ("timeout = 0", "timeout"),
                          ("user = root", "USER@REALM"), ("tokn = x", "unknown key 'tokn'")]:
-        with pytest.raises(Exception, match=needle):
-            parse(f"[api]\n{line}\n", "f.conf")
+        raw = parse(f"[api]\n{line}\n", "f.conf").api        # read raw, checked when used
+        with pytest.raises(pveapi.ApiSettingsError, match=needle):
+            pveapi.check_api(raw, "f.conf")
+
+
+def test_a_bad_api_section_does_not_stop_the_settings_from_loading(tmp_path, capsys):
+    """[api] is checked where the API is used: the hookscript reads the same file."""
+    from phoenix_hook.settings import load
+    tok = token_file(tmp_path)
+    conf = conf_file(tmp_path, api_lines=f"host = pve1.example.invalid\nuser = phoenix@pve\n"
+                     f"token_name = audit\ntoken_file = {tok}\ntimeout = 0\n")
+    s = load(conf)
+    assert s.api["timeout"] == "0" and s.node == "pve1"
+    code, _o, err = run_cli(["--config", conf, "audit", "--source", "api"], capsys)
+    one_line_failure(code, err, 2, "[api] timeout = '0' is not valid", "seconds from 0.5 to 300")
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("token_name", SECRET, "looks like the token's secret"),       # the secret pasted as the ID
+    ("token_name", f"phoenix@pve!audit={SECRET}", "the token ID"),
+    ("token_file", SECRET, "an absolute path"),
+])
+def test_a_bad_token_value_is_never_echoed(tmp_path, capsys, key, value, needle):
+    lines = {"host": "pve1.example.invalid", "user": "phoenix@pve", "token_name": "audit",
+             "token_file": token_file(tmp_path)}
+    lines[key] = value
+    conf = conf_file(tmp_path, api_lines="".join(f"{k} = {v}\n" for k, v in lines.items()))
+    code, _o, err = run_cli(["--config", conf, "audit", "--source", "api"], capsys)
+    line = one_line_failure(code, err, 2, f"[api] {key} is not valid", "value is not shown", needle)
+    assert SECRET not in line and value not in line
+
+
+def test_lab_hook_is_not_stopped_by_a_bad_api_section(lab, pve, run_hook):
+    """timeout = 0 in [api] once made every pre-start say "bad settings ... starting anyway"."""
+    pve.settings(extra_sections=f"\n[api]\ntimeout = 0\ntoken_name = {SECRET}\n")
+    pve.guest(951)
+    lab.add_host("squat", "10.0.0.151/24", mac="16:0d:a0:c0:b9:1b")
+    code, out, _recs = run_hook(lab, 951)
+    assert code == 1 and "16:0d:a0:c0:b9:1b" in out and "start refused" in out, out
+    assert "bad settings" not in out and SECRET not in out, out
 
 
 def test_no_pve_root_and_no_api_section(tmp_path, capsys):

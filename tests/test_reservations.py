@@ -88,6 +88,83 @@ def test_hostname_clash_gets_the_vmid():
     assert [r.hostname for r in rs] == ["web", "web-102"]
 
 
+def _same_ip_in_two_vlans():
+    return [parse_config("hostname: a\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:00:10:05,ip=10.0.0.5/24,"
+                         "tag=10\n", 105, "lxc", "pve1"),
+            parse_config("hostname: b\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:00:20:05,ip=10.0.0.5/24,"
+                         "tag=20\n", 205, "lxc", "pve2"),
+            parse_config("hostname: c\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:00:20:06,ip=10.0.0.6/24,"
+                         "tag=20\n", 206, "lxc", "pve2")]
+
+
+def test_same_ip_in_two_vlans_is_reserved_for_neither():
+    """One reservation file feeds one server: it refuses the second reservation of an address,
+    whatever the VLANs (dnsmasq: "duplicate dhcp-host IP address"; kea-dhcp4 -t likewise)."""
+    rs, skipped = reservations.collect(_same_ip_in_two_vlans())
+    assert [r.vmid for r in rs] == [206]
+    assert len(skipped) == 2
+    assert any(s.startswith("CT 105 net0 10.0.0.5: the address is also configured on CT 205 net0 on pve2, "
+                            "VLAN 20") for s in skipped), skipped
+
+
+def test_same_ip_in_two_vlans_output_is_accepted(tmp_path):
+    rs, _ = reservations.collect(_same_ip_in_two_vlans())
+    checked = []
+    for binary, fmt, argv in [("dnsmasq", "dnsmasq", lambda p: ["--test", f"--conf-file={p}"]),
+                              ("kea-dhcp4", "kea", lambda p: ["-t", str(p)])]:
+        path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+        if not path:
+            continue
+        p = tmp_path / f"vlans.{fmt}"
+        p.write_text(reservations.render(rs, fmt))
+        ok = subprocess.run([path, *argv(p)], capture_output=True, text=True)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        checked.append(binary)
+    if not checked:
+        pytest.skip("neither dnsmasq nor kea-dhcp4 is installed")
+
+
+# dnsmasq's own reading of a dhcp-host field without ':' that is not an IPv4 address
+# (src/option.c): digits with one s/m/h/d/w suffix (case-insensitive) are a lease time,
+# "infinite" too, "ignore" turns DHCP off for the host; anything else is the name.
+def _dnsmasq_reads_as_name(field):
+    f = field
+    if len(f) > 1 and f[-1] in "smhdwSMHDW":
+        f = f[:-1]
+    if f and all(c.isdigit() or c == " " for c in f) and any(c.isdigit() for c in f):
+        return False
+    return field not in ("infinite", "ignore")
+
+
+@pytest.mark.parametrize("name,gtype,expect", [
+    ("3600", "lxc", "ct-3600"), ("12h", "qemu", "vm-12h"), ("7", "lxc", "ct-7"), ("2W", "lxc", "ct-2w"),
+    ("infinite", "lxc", "ct-infinite"), ("ignore", "qemu", "vm-ignore"), ("-3600-", "lxc", "ct-3600"),
+    ("web", "lxc", "web"), ("12hours", "lxc", "12hours"), ("h", "lxc", "h"), ("3600.example", "lxc", "3600-example"),
+])
+def test_a_name_dnsmasq_would_read_as_a_lease_time_gets_a_prefix(name, gtype, expect):
+    g = parse_config(f"{'hostname' if gtype == 'lxc' else 'name'}: {name}\n", 130, gtype, "pve1")
+    got = reservations.hostname_for(g, "net0")
+    assert got == expect and _dnsmasq_reads_as_name(got)
+
+
+def test_dnsmasq_gets_the_name_not_a_lease_time(tmp_path):
+    gs = [parse_config(f"hostname: {n}\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:00:00:{i:02x},"
+                       f"ip=10.0.0.{i}/24\n", 100 + i, "lxc", "pve1")
+          for i, n in enumerate(["3600", "12h", "ignore", "infinite"], 1)]
+    rs, skipped = reservations.collect(gs)
+    assert skipped == []
+    text = reservations.render(rs, "dnsmasq")
+    fields = [line.split(",")[2] for line in text.splitlines() if line.startswith("dhcp-host=")]
+    assert fields == ["ct-3600", "ct-12h", "ct-ignore", "ct-infinite"]
+    assert all(_dnsmasq_reads_as_name(f) for f in fields)
+    dnsmasq = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
+    if dnsmasq:
+        p = tmp_path / "names.conf"
+        p.write_text(text)
+        ok = subprocess.run([dnsmasq, "--test", f"--conf-file={p}"], capture_output=True, text=True)
+        assert ok.returncode == 0 and "syntax check OK" in ok.stderr, ok.stderr
+
+
 def _write(tmp_path, fmt):
     rs, _ = reservations.collect(cluster())
     p = tmp_path / f"reservations.{fmt}"
