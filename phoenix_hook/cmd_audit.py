@@ -22,9 +22,8 @@ def run(args) -> int:
     from . import audit, pve, sources
 
     settings = load_settings(args)
-    source = sources.open_source(settings, args.source)
+    source, guests = sources.read_guests(settings, args.source)
     try:
-        guests = source.guests()
         node_ips = sources.node_addresses(source)
     except pve.SourceError as exc:
         raise CannotCheck(str(exc)) from None

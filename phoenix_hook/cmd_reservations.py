@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from .cli import CannotCheck, load_settings
+from .cli import load_settings
 
 FORMATS = ("dnsmasq", "isc", "kea", "csv")
 
@@ -22,14 +22,10 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from . import pve, reservations, sources
+    from . import reservations, sources
 
     settings = load_settings(args)
-    source = sources.open_source(settings, args.source)
-    try:
-        guests = source.guests()
-    except pve.SourceError as exc:
-        raise CannotCheck(str(exc)) from None
+    _source, guests = sources.read_guests(settings, args.source)
     found, skipped = reservations.collect(guests)
     sys.stdout.write(reservations.render(found, args.format))
     for line in skipped:

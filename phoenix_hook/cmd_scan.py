@@ -127,9 +127,8 @@ def _size(net, args) -> None:
 def cluster_claims(settings, requested_source, **guest_filter):
     """(guests, claims of guests and other nodes) from the chosen guest source."""
     from .pve import SourceError
-    source = sources.open_source(settings, requested_source)
+    source, guests = sources.read_guests(settings, requested_source)
     try:
-        guests = source.guests()
         nodes = sources.node_addresses(source)
     except SourceError as exc:
         raise CannotCheck(str(exc)) from None

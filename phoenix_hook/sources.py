@@ -49,6 +49,17 @@ def open_source(settings, requested: str | None = None, warn=None):
         raise UsageError(str(exc)) from None
 
 
+def read_guests(settings, requested: str | None = None):
+    """(source, every guest of the cluster) for a command; a source failure is cli.CannotCheck."""
+    from .cli import CannotCheck
+    from .pve import SourceError
+    source = open_source(settings, requested)
+    try:
+        return source, source.guests()
+    except SourceError as exc:
+        raise CannotCheck(str(exc)) from None
+
+
 def node_addresses(source) -> dict[str, str]:
     """{address: node} for the cluster's nodes; {} when the source cannot tell.
 
