@@ -7,9 +7,9 @@ frames to send and when to wake up. It never touches a socket or a clock.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from . import arp
+from . import arp, ndp
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class Candidate:
     guest_running: bool = False  # the guest itself may answer from guest_mac
     rx_untagged: bool = False    # answers reach iface without a tag (VLAN-aware bridge,
                                  # the VLAN is "Egress Untagged" on the bridge itself)
+    family: int = 4              # 4: RFC 5227 ARP probes; 6: RFC 4862 DAD (ip is IPv6)
 
     @property
     def rx_vlan(self) -> int | None:
@@ -75,7 +76,10 @@ class Candidate:
         return self.vlan if self.tagged and not self.rx_untagged else None
 
     def probe_frame(self) -> bytes:
-        return arp.build_probe(self.src_mac, self.ip, self.vlan if self.tagged else None)
+        vlan = self.vlan if self.tagged else None
+        if self.family == 6:
+            return ndp.build_dad_probe(self.src_mac, self.ip, vlan)
+        return arp.build_probe(self.src_mac, self.ip, vlan)
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,20 @@ class Conflict:
     key: str
     ip: str
     mac: str
-    kind: str         # "reply", "request", "announcement", "probe", "same-mac"
+    kind: str         # "reply", "request", "announcement", "probe", "same-mac"; IPv6: "advertisement"
     vlan: int | None
     at: float         # seconds after the run started
+    family: int = 4
 
     @property
     def detail(self) -> str:
+        if self.family == 6:
+            return {
+                "advertisement": "advertised this address (IPv6 Neighbor Advertisement)",
+                "request": "sent a Neighbor Solicitation from this address",
+                "probe": "is probing for this address right now (IPv6 DAD)",
+                "same-mac": "another copy of this guest (same MAC) is up",
+            }[self.kind]
         return {
             "reply": "answered our probe",
             "request": "sent an ARP request from this address",
@@ -98,8 +110,21 @@ class Conflict:
         }[self.kind]
 
 
-def judge(pkt: arp.ArpPacket, iface: str, cand: Candidate, own_macs) -> Conflict | None:
-    """Is this packet, seen on iface, a conflict for cand? RFC 5227 section 2.1.1.
+def judge(pkt, iface: str, cand: Candidate, own_macs) -> Conflict | None:
+    """Is this packet (arp.ArpPacket or ndp.NdpPacket), seen on iface, a conflict for cand?
+
+    An ARP packet speaks only to an IPv4 candidate, an NS/NA only to an
+    IPv6 one (judge_ndp).
+    """
+    if cand.family == 6:
+        return judge_ndp(pkt, iface, cand, own_macs) if isinstance(pkt, ndp.NdpPacket) else None
+    if not isinstance(pkt, arp.ArpPacket):
+        return None
+    return judge_arp(pkt, iface, cand, own_macs)
+
+
+def judge_arp(pkt: arp.ArpPacket, iface: str, cand: Candidate, own_macs) -> Conflict | None:
+    """Is this ARP packet, seen on iface, a conflict for cand? RFC 5227 section 2.1.1.
 
     - any ARP packet whose sender IP is the candidate, from a MAC not ours;
     - an ARP probe (sender IP 0.0.0.0) for the candidate from another MAC:
@@ -130,6 +155,40 @@ def judge(pkt: arp.ArpPacket, iface: str, cand: Candidate, own_macs) -> Conflict
     else:
         return None
     return Conflict(key=cand.key, ip=cand.ip, mac=pkt.sender_mac, kind=kind, vlan=cand.vlan, at=0.0)
+
+
+def judge_ndp(pkt: ndp.NdpPacket, iface: str, cand: Candidate, own_macs) -> Conflict | None:
+    """Is this NS/NA, seen on iface, a conflict for the IPv6 cand? RFC 4862 5.4.3, 5.4.4.
+
+    - an NA whose target is the candidate: a node holds it (5.4.4);
+    - a DAD NS (source ::) for the candidate from another node: it is
+      claiming the address at the same time (5.4.3);
+    - an NS whose IPv6 source is the candidate: the sender uses the address,
+      as an ARP request from it does in RFC 5227 2.1.1.
+    An NS from a real address for the candidate is someone resolving it:
+    not a claim. The MAC is the link-layer option, else the Ethernet
+    source; frames from our own MACs, other interfaces and other VLANs say
+    nothing, and a running guest answering from its own MAC is itself.
+    """
+    if iface != cand.iface or pkt.vlan != cand.rx_vlan:
+        return None
+    mac = pkt.link_mac
+    if pkt.eth_src in own_macs or mac in own_macs or cand.src_mac in (pkt.eth_src, mac):
+        return None
+    if pkt.is_na and pkt.target == cand.ip:
+        kind = "advertisement"
+    elif pkt.is_dad and pkt.target == cand.ip:
+        kind = "probe"
+    elif pkt.is_ns and pkt.ip_src == cand.ip:
+        kind = "request"
+    else:
+        return None
+    if mac == cand.guest_mac:
+        if cand.guest_running:
+            return None
+        if kind != "probe":
+            kind = "same-mac"
+    return Conflict(key=cand.key, ip=cand.ip, mac=mac, kind=kind, vlan=cand.vlan, at=0.0, family=6)
 
 
 @dataclass
@@ -181,13 +240,14 @@ class ProbeRun:
             return self._start + self._offsets[self._next]
         return self._start + self._end
 
-    def feed(self, iface: str, pkt: arp.ArpPacket, now: float) -> list[Conflict]:
+    def feed(self, iface: str, pkt, now: float) -> list[Conflict]:
+        """Judge one parsed frame (arp.ArpPacket or ndp.NdpPacket) for every candidate."""
         found = []
         for c in self.candidates:
             hit = judge(pkt, iface, c, self.own_macs)
             if hit is None:
                 continue
-            hit = Conflict(hit.key, hit.ip, hit.mac, hit.kind, hit.vlan, now - self._start)
+            hit = replace(hit, at=now - self._start)
             seen = self.conflicts.setdefault(c.key, [])
             if all(h.mac != hit.mac for h in seen):
                 seen.append(hit)

@@ -21,11 +21,12 @@ CLUSTER_WAIT_S = 0.5       # how long a decided hook waits for the other guests'
 
 @dataclass(frozen=True)
 class HostFacts:
-    """What the host looks like: interfaces by name, its own IPv4s and MACs."""
+    """What the host looks like: interfaces by name, its own IPv4s, IPv6s and MACs."""
     links: dict = field(default_factory=dict)        # name -> hostnet.Link | None
     local_ips: frozenset = frozenset()
     macs: frozenset = frozenset()
     self_vlans: dict = field(default_factory=dict)   # VLAN-aware bridge -> its own VIDs | None
+    local_ips6: frozenset = frozenset()              # (IPv6 address, interface)
 
 
 def read_host_facts(ifnames) -> HostFacts:
@@ -34,7 +35,7 @@ def read_host_facts(ifnames) -> HostFacts:
     self_vlans = {n: hostnet.bridge_self_vlans(n) for n, link in links.items()
                   if link is not None and link.vlan_filtering}
     return HostFacts(links=links, local_ips=hostnet.local_ipv4(), macs=hostnet.all_macs(),
-                     self_vlans=self_vlans)
+                     self_vlans=self_vlans, local_ips6=hostnet.local_ipv6())
 
 
 def interfaces_needed(guests) -> set[str]:
@@ -49,37 +50,70 @@ def interfaces_needed(guests) -> set[str]:
     return names
 
 
-def _nic_result(nic: Nic, verdict: str, note: str = "", conflicts=None) -> NicResult:
-    return NicResult(nic=nic.key, ip=nic.address, bridge=nic.bridge, vlan=nic.tag, verdict=verdict,
-                     note=note, conflicts=list(conflicts or []))
+def _nic_result(nic: Nic, verdict: str, note: str = "", conflicts=None, family: int = 4) -> NicResult:
+    return NicResult(nic=nic.key, ip=nic.address if family == 4 else nic.address6, bridge=nic.bridge,
+                     vlan=nic.tag, verdict=verdict, note=note, conflicts=list(conflicts or []),
+                     family=family)
+
+
+def families(nic: Nic) -> tuple[int, ...]:
+    """The address families a NIC gets a result for: IPv4 as before IPv6 support,
+    and IPv6 when ip6= is set on a NIC that could be read. An IPv6-only NIC (ip6=
+    but no ip= at all) gets no "no IPv4 address configured" line besides."""
+    if nic.ip6 is None or nic.error:
+        return (4,)
+    return (6,) if nic.ip_mode == "none" else (4, 6)
+
+
+def _host_holds6(address: str, nic: Nic, facts: HostFacts) -> bool:
+    """Does this host hold the IPv6 address on the guest's segment? A global
+    address anywhere counts; a link-local one only on the guest's own link
+    (its bridge, or PVE's per-VLAN bridge / VLAN device for its tag)."""
+    import ipaddress
+    if not ipaddress.IPv6Address(address).is_link_local:
+        return any(a == address for a, _dev in facts.local_ips6)
+    links = {nic.bridge} if nic.tag is None else {f"{nic.bridge}v{nic.tag}", f"{nic.bridge}.{nic.tag}"}
+    return any(a == address and dev in links for a, dev in facts.local_ips6)
 
 
 def plan_nic(guest: Guest, nic: Nic, settings: Settings, facts: HostFacts,
-             running: bool = False) -> NicResult | acd.Candidate:
-    """Decide what to do with one NIC: a final result now, or a Candidate to probe."""
+             running: bool = False, family: int = 4) -> NicResult | acd.Candidate:
+    """Decide what to do with one NIC's IPv4 (family 4) or IPv6 (family 6) address:
+    a final result now, or a Candidate to probe (ARP, or DAD for IPv6)."""
     if nic.error:
         return _nic_result(nic, "error", f"{nic.key} of {guest.label}: {nic.error}; fix it with "
                            f"pct set {guest.vmid} --{nic.key} ...")
-    mode = nic.ip_mode
-    if mode in ("dhcp", "manual"):
-        return _nic_result(nic, "skipped", f"ip={mode}, no static IPv4 address to probe")
-    if mode == "none":
-        return _nic_result(nic, "skipped", "no IPv4 address configured")
+
+    def result(verdict, note="", conflicts=None):
+        return _nic_result(nic, verdict, note, conflicts, family)
+    if family == 6:
+        mode, address = nic.ip6_mode, nic.address6
+        if mode in ("auto", "dhcp", "manual"):
+            return result("skipped", f"ip6={mode}, no static IPv6 address to probe")
+        if mode == "none":
+            return result("skipped", "no IPv6 address configured")
+    else:
+        mode, address = nic.ip_mode, nic.address
+        if mode in ("dhcp", "manual"):
+            return result("skipped", f"ip={mode}, no static IPv4 address to probe")
+        if mode == "none":
+            return result("skipped", "no IPv4 address configured")
     if not nic.bridge:
-        return _nic_result(nic, "skipped", f"{nic.address} has no bridge, nothing to probe on")
-    if settings.ignore and settings.ignored(nic.address):
-        return _nic_result(nic, "skipped", f"{nic.address} is in the ignore list of the settings")
-    if nic.address in facts.local_ips:
-        host = Finding(source="host", detail=f"{nic.address} is configured on this host itself",
+        return result("skipped", f"{address} has no bridge, nothing to probe on")
+    if settings.ignore and settings.ignored(address):
+        return result("skipped", f"{address} is in the ignore list of the settings")
+    if (_host_holds6(address, nic, facts) if family == 6 else address in facts.local_ips):
+        host = Finding(source="host", detail=f"{address} is configured on this host itself",
                        line="is one of this host's own addresses")
-        return _nic_result(nic, "conflict", conflicts=[host])
+        return result("conflict", conflicts=[host])
     br = facts.links.get(nic.bridge)
     if br is None:
-        return _nic_result(nic, "error", f"bridge {nic.bridge} does not exist on this host")
+        return result("error", f"bridge {nic.bridge} does not exist on this host")
     if not br.up:
-        return _nic_result(nic, "error", f"bridge {nic.bridge} is down (ip link set {nic.bridge} up)")
+        return result("error", f"bridge {nic.bridge} is down (ip link set {nic.bridge} up)")
     if br.noarp:
-        return _nic_result(nic, "error", f"{nic.bridge} has ARP turned off (NOARP)")
+        # IFF_NOARP turns off IPv6 neighbour discovery as well (net/ipv6/ndisc.c)
+        return result("error", f"{nic.bridge} has ARP turned off (NOARP)")
     iface, tagged, src, rx_untagged = nic.bridge, nic.tag is not None, br.mac, False
     if nic.tag is not None and br.vlan_filtering:
         # VLAN-aware bridge: our tagged frame passes the bridge's ingress
@@ -87,11 +121,11 @@ def plan_nic(guest: Guest, nic: Nic, settings: Settings, facts: HostFacts,
         # Network.pm; REFERENCE section 4). Otherwise it would go nowhere.
         vids = facts.self_vlans.get(nic.bridge)
         if vids is None:
-            return _nic_result(nic, "error", f"cannot read the VLANs of {nic.bridge} itself "
-                               f"(bridge -j vlan show dev {nic.bridge} failed)")
+            return result("error", f"cannot read the VLANs of {nic.bridge} itself "
+                          f"(bridge -j vlan show dev {nic.bridge} failed)")
         if nic.tag not in vids:
-            return _nic_result(nic, "error", f"VLAN {nic.tag} is not on {nic.bridge} itself, so the host "
-                               f"cannot send in it (bridge vlan add dev {nic.bridge} vid {nic.tag} self)")
+            return result("error", f"VLAN {nic.tag} is not on {nic.bridge} itself, so the host "
+                          f"cannot send in it (bridge vlan add dev {nic.bridge} vid {nic.tag} self)")
         rx_untagged = vids[nic.tag]
     if nic.tag is not None and not br.vlan_filtering:
         # Non-VLAN-aware bridge: PVE creates vmbrXvN for tag N when the first
@@ -103,42 +137,45 @@ def plan_nic(guest: Guest, nic: Nic, settings: Settings, facts: HostFacts,
             # Its uplink (eno1.N) takes VLAN N's frames off vmbr0: a tagged
             # probe there would hear nothing, so an unusable vmbrXvN is an error.
             if not vbr.up or vbr.noarp:
-                return _nic_result(nic, "error", f"{vname} (PVE's bridge for VLAN {nic.tag}) is "
-                                   f"{'down' if not vbr.up else 'NOARP'}, so VLAN {nic.tag} cannot be probed")
+                return result("error", f"{vname} (PVE's bridge for VLAN {nic.tag}) is "
+                              f"{'down' if not vbr.up else 'NOARP'}, so VLAN {nic.tag} cannot be probed")
             iface, tagged, src = vname, False, vbr.mac
     link = facts.links[iface]
     if link.uplinks and not any(up for _name, up in link.uplinks):
         # The segment's way out is down (a switch still booting after a power
         # cut): only local ports would hear the probe, so silence proves nothing.
         names = ", ".join(name for name, _up in link.uplinks)
-        return _nic_result(nic, "error", f"no uplink of {iface} has carrier ({names}), "
-                           f"so the LAN cannot be probed")
+        return result("error", f"no uplink of {iface} has carrier ({names}), "
+                      f"so the LAN cannot be probed")
     if not link.carrier:
         # No port at all is up, and none leads out: nobody else can be on it.
-        return _nic_result(nic, "clear", f"no port of {iface} is up, so nobody else is on it")
-    return acd.Candidate(key=nic.key, ip=nic.address, iface=iface, src_mac=src, vlan=nic.tag,
+        return result("clear", f"no port of {iface} is up, so nobody else is on it")
+    return acd.Candidate(key=nic.key, ip=address, iface=iface, src_mac=src, vlan=nic.tag,
                          tagged=tagged, guest_mac=nic.hwaddr, guest_running=running,
-                         rx_untagged=rx_untagged)
+                         rx_untagged=rx_untagged, family=family)
 
 
-def config_warnings(guest: Guest, nic: Nic, cluster) -> list[Finding]:
+def config_warnings(guest: Guest, nic: Nic, cluster, family: int = 4) -> list[Finding]:
     """Other guests configured with the same static address on the same bridge and VLAN.
 
     A warning only: two configs may both be stopped, or one may be a template.
+    family 6 compares the static ip6= addresses instead.
     """
     out = []
-    if nic.address is None:
+    mine = nic.address if family == 4 else nic.address6
+    if mine is None:
         return out
     for other in cluster:
         if other.vmid == guest.vmid:
             continue
         for on in other.nics:
-            if on.address == nic.address and on.bridge == nic.bridge and on.tag == nic.tag:
+            theirs = on.address if family == 4 else on.address6
+            if theirs == mine and on.bridge == nic.bridge and on.tag == nic.tag:
                 what = "template " if other.template else ""
                 name = f" ({other.name})" if other.name else ""
                 out.append(Finding(source="config", vmid=other.vmid, node=other.node,
                                    detail=f"{what}{other.label}{name} on node {other.node} is also "
-                                          f"configured with {nic.address} ({on.key})"))
+                                          f"configured with {mine} ({on.key})"))
     return out
 
 
@@ -169,10 +206,12 @@ def wire_finding(c: acd.Conflict, owners: dict, describe, self_vmid: int | None 
         line = (f"answers from this guest's own MAC {c.mac}: another copy of this guest is up"
                 + (f" (maybe{whose[1:]})" if whose else ""))
     elif c.kind == "probe":
-        line = f"is being claimed right now by {c.mac} ({words}{whose}), which is probing for it"
+        line = f"is being claimed right now by {c.mac} ({words}{whose}), which is probing for it" + (
+            " (IPv6 DAD)" if c.family == 6 else "")
     else:
         line = f"is in use by {c.mac} ({words}{whose})"
-    return Finding(source="arp", mac=c.mac, vendor=vendor, detail=f"{c.mac} {c.detail}{whose}", line=line)
+    return Finding(source="ndp" if c.family == 6 else "arp", mac=c.mac, vendor=vendor,
+                   detail=f"{c.mac} {c.detail}{whose}", line=line)
 
 
 @dataclass
@@ -181,7 +220,7 @@ class Options:
     stop_on_first: bool = True
     deadline: float | None = None         # absolute, time.monotonic()
     running: object = None                # callable(vmid, type) -> bool, or None (hook: never)
-    claim: object = None                  # callable(guest, nic) -> (other vmid, age) | None (hook only)
+    claim: object = None                  # callable(guest, nic, address) -> (other vmid, age) | None (hook)
 
 
 def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cluster=None,
@@ -209,6 +248,8 @@ def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cl
 
     results: dict[int, GuestResult] = {}
     groups: dict = {}                          # schedule timeout -> [(guest, Candidate)]
+    # One NicResult per (NIC, address family): the IPv4 one as always, and
+    # one for a NIC's ip6= when set; each static address is its own Candidate.
     for g in guests:
         gr = GuestResult(vmid=g.vmid, type=g.type, name=g.name)
         if g.pending:
@@ -219,28 +260,29 @@ def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cl
         results[g.vmid] = gr
         running = bool(opts.running and opts.running(g.vmid, g.type))
         for nic in g.nics:
-            planned = plan_nic(g, nic, settings, facts, running)
-            held = None
-            if not isinstance(planned, NicResult) and opts.claim is not None:
-                held = opts.claim(g, nic)
-            if held:
-                other, age = held
-                gr.nics.append(_nic_result(nic, "conflict", conflicts=[Finding(
-                    source="host", detail=f"guest {other} on this node is starting with "
-                    f"{nic.address} right now (claimed {age:.0f} s ago)",
-                    line=f"is being taken by guest {other}, which this node started "
-                         f"{age:.0f} s ago with the same address")]))
-            elif isinstance(planned, NicResult):
-                gr.nics.append(planned)
-            else:
-                gr.nics.append(_nic_result(nic, "pending"))
-                timeout = opts.timeout or settings.for_guest(g.vmid)[1]
-                groups.setdefault(timeout, []).append((g, planned))
+            for family in families(nic):
+                planned = plan_nic(g, nic, settings, facts, running, family)
+                held = None
+                if not isinstance(planned, NicResult) and opts.claim is not None:
+                    held = opts.claim(g, nic, planned.ip)
+                if held:
+                    other, age = held
+                    gr.nics.append(_nic_result(nic, "conflict", family=family, conflicts=[Finding(
+                        source="host", detail=f"guest {other} on this node is starting with "
+                        f"{planned.ip} right now (claimed {age:.0f} s ago)",
+                        line=f"is being taken by guest {other}, which this node started "
+                             f"{age:.0f} s ago with the same address")]))
+                elif isinstance(planned, NicResult):
+                    gr.nics.append(planned)
+                else:
+                    gr.nics.append(_nic_result(nic, "pending", family=family))
+                    timeout = opts.timeout or settings.for_guest(g.vmid)[1]
+                    groups.setdefault(timeout, []).append((g, planned))
 
     if groups and opts.stop_on_first:
         # The hook: have the OUI database ready by the time an answer comes.
         threading.Thread(target=vendor.warm_up, daemon=True).start()
-    hits: dict = {}                            # (vmid, nic) -> [acd.Conflict]
+    hits: dict = {}                            # (vmid, nic, family) -> [acd.Conflict]
     for timeout, items in groups.items():
         hits.update(_probe_group(items, timeout, facts, opts, results, wire_factory, probe))
 
@@ -266,15 +308,16 @@ def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cl
     for gr in results.values():
         g = by_vmid[gr.vmid]
         for nr in gr.nics:
-            nr.warnings = config_warnings(g, g.nic(nr.nic), cluster)
-            nr.conflicts += [wire_finding(h, owners, describe, g.vmid) for h in hits.get((g.vmid, nr.nic), [])]
+            nr.warnings = config_warnings(g, g.nic(nr.nic), cluster, nr.family)
+            nr.conflicts += [wire_finding(h, owners, describe, g.vmid)
+                             for h in hits.get((g.vmid, nr.nic, nr.family), [])]
     return Report(guests=[results[g.vmid] for g in guests])
 
 
 def _probe_group(items, timeout, facts, opts, results, wire_factory, probe_mod) -> dict:
     """Probe one group of candidates that share a schedule; set each NIC's verdict."""
     from .wire import Wire, WireError
-    cands = [replace(c, key=f"{g.vmid}/{c.key}") for g, c in items]
+    cands = [replace(c, key=_run_key(g, c)) for g, c in items]
     run = acd.ProbeRun(cands, acd.schedule_for(timeout), own_macs=facts.macs,
                        stop_on_first=opts.stop_on_first)
     failure = None
@@ -291,16 +334,22 @@ def _probe_group(items, timeout, facts, opts, results, wire_factory, probe_mod) 
     window_ms = round(run.window * 1000)
     found = {}
     for g, c in items:
-        nr = next(n for n in results[g.vmid].nics if n.nic == c.key)
-        hits = run.conflicts.get(f"{g.vmid}/{c.key}", [])
+        nr = next(n for n in results[g.vmid].nics if (n.nic, n.family) == (c.key, c.family))
+        key = _run_key(g, c)
+        hits = run.conflicts.get(key, [])
         if hits:
             nr.verdict = "conflict"
-            found[(g.vmid, c.key)] = hits
+            found[(g.vmid, c.key, c.family)] = hits
         elif failure:
             nr.verdict, nr.note = "error", failure
         elif run.conflicts and opts.stop_on_first:
             nr.verdict, nr.note = "skipped", "not finished: probing stopped at the first conflict"
         else:
             nr.verdict = "clear"
-            nr.note = f"no answer in {window_ms} ms, {run.sent.get(f'{g.vmid}/{c.key}', 0)} probes"
+            nr.note = f"no answer in {window_ms} ms, {run.sent.get(key, 0)} probes"
     return found
+
+
+def _run_key(g: Guest, c: acd.Candidate) -> str:
+    """A candidate's key in a ProbeRun: unique per guest, NIC and address family."""
+    return f"{g.vmid}/{c.key}" + ("/ip6" if c.family == 6 else "")

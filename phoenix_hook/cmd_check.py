@@ -8,7 +8,7 @@ from .cli import CannotCheck, UsageError, load_settings
 
 def add_parser(sub):
     p = sub.add_parser("check", help="probe a guest's static addresses now",
-                       description="Probe the static IPv4 addresses of guests on the wire, as the "
+                       description="Probe the static IPv4 and IPv6 addresses of guests on the wire, as the "
                        "hookscript does at pre-start. Exit 0 all clear, 1 a conflict, 2 bad usage "
                        "or config, 3 could not check.")
     p.add_argument("vmids", nargs="*", metavar="VMID", help="guest IDs")

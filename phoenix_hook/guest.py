@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 PENDING_SECTIONS = {"lxc": "pve:pending", "qemu": "PENDING"}
+IP6_MODES = ("auto", "dhcp", "manual")   # ip6= values without a static address (LXC Config.pm)
 MAX_NET = 32                      # net0..net31 (LXC Config.pm MAX_LXC_NETWORKS)
 _KEY_RE = re.compile(r"^([a-z][a-z0-9_\-.]*)\s*:\s*(.*?)\s*$")
 _SECTION_RE = re.compile(r"^\[([^\]]+)\]\s*$")
@@ -35,7 +36,7 @@ _QEMU_MODELS = frozenset({
 
 @dataclass(frozen=True)
 class Nic:
-    """One guest network interface (netN) and its IPv4 configuration."""
+    """One guest network interface (netN) and its IPv4 and IPv6 configuration."""
     key: str                          # "net0"
     bridge: str | None = None
     hwaddr: str | None = None         # lower-case MAC
@@ -43,10 +44,12 @@ class Nic:
     address: str | None = None        # "10.0.0.151" when ip is static
     prefixlen: int | None = None
     gw: str | None = None
-    ip6: str | None = None
+    ip6: str | None = None            # raw ip6= value: "fd00::151/64", "auto", "dhcp", "manual"
     tag: int | None = None            # 802.1Q VLAN, None = untagged
     name: str | None = None           # LXC interface name (eth0) / QEMU model
     error: str | None = None          # why this NIC cannot be checked
+    address6: str | None = None       # "fd00::151" (RFC 5952 form) when ip6 is static
+    prefixlen6: int | None = None
 
     @property
     def index(self) -> int:
@@ -61,6 +64,17 @@ class Nic:
             return "static"
         if self.ip in ("dhcp", "manual"):
             return self.ip
+        return "none"
+
+    @property
+    def ip6_mode(self) -> str:
+        """'static', 'auto', 'dhcp', 'manual', 'none' or 'invalid'."""
+        if self.error:
+            return "invalid"
+        if self.address6:
+            return "static"
+        if self.ip6 in IP6_MODES:
+            return self.ip6
         return "none"
 
     @property
@@ -166,20 +180,50 @@ def _ipv4(ip: str | None, gw: str | None):
     return str(a), int(plen), None
 
 
+def _ipv6(ip6: str | None, gw6: str | None):
+    """(address, prefixlen, error) for an ip6= value per LXC Config.pm (ipv6/cidr|auto|dhcp|manual).
+
+    Link-local (fe80::/10) statics are allowed: DAD covers them too (RFC
+    4862 5.4). A zone ("%eth0") is not part of a config address.
+    """
+    if ip6 is None or ip6 in IP6_MODES:
+        return None, None, None
+    addr, sep, plen = ip6.partition("/")
+    try:
+        if "%" in addr:
+            raise ValueError
+        a = ipaddress.IPv6Address(addr)
+        if not sep or not _DIGITS_RE.match(plen) or not 0 <= int(plen) <= 128:
+            raise ValueError
+    except ValueError:
+        return None, None, f"ip6={ip6!r} is not auto, dhcp, manual or an IPv6 address with /prefix"
+    if a.is_unspecified or a.is_multicast or a.is_loopback or a.ipv4_mapped is not None:
+        return None, None, f"ip6={ip6!r} is not a unicast host address"
+    if gw6 is not None:
+        try:
+            if "%" in gw6:
+                raise ValueError
+            ipaddress.IPv6Address(gw6)
+        except ValueError:
+            return None, None, f"gw6={gw6!r} is not an IPv6 address"
+    return a.compressed, int(plen), None
+
+
 def parse_lxc_net(key: str, value: str) -> Nic:
     """An LXC netN line: name=,bridge=,hwaddr=,ip=,gw=,ip6=,tag=,... (LXC/Config.pm)."""
     p = parse_props(value)
     hwaddr, err_mac = _mac(p.get("hwaddr"))
     tag, err_tag = _tag(p.get("tag"))
     address, plen, err_ip = _ipv4(p.get("ip"), p.get("gw"))
-    error = err_ip or err_mac or err_tag
+    address6, plen6, err_ip6 = _ipv6(p.get("ip6"), p.get("gw6"))
+    error = err_ip or err_ip6 or err_mac or err_tag
     if error is None and not p.get("name"):
         error = "name= is missing"
     if error:                     # a NIC we cannot read is never probed or compared
-        address, plen = None, None
+        address, plen, address6, plen6 = None, None, None, None
     return Nic(key=key, bridge=p.get("bridge") or None, hwaddr=hwaddr, ip=p.get("ip"),
                address=address, prefixlen=plen, gw=p.get("gw"), ip6=p.get("ip6"), tag=tag,
-               name=p.get("name"), error=error)
+               name=p.get("name"), error=error, address6=address6, prefixlen6=plen6)
 
 
 def parse_qemu_net(key: str, value: str, ipconfig: str | None) -> Nic:
@@ -196,14 +240,15 @@ def parse_qemu_net(key: str, value: str, ipconfig: str | None) -> Nic:
     tag, err_tag = _tag(p.get("tag"))
     c = parse_props(ipconfig) if ipconfig else {}
     address, plen, err_ip = _ipv4(c.get("ip"), c.get("gw"))
-    error = err_ip or err_mac or err_tag
+    address6, plen6, err_ip6 = _ipv6(c.get("ip6"), c.get("gw6"))
+    error = err_ip or err_ip6 or err_mac or err_tag
     if error is None and model is None:
         error = "no NIC model (virtio=, e1000=, ...)"
     if error:
-        address, plen = None, None
+        address, plen, address6, plen6 = None, None, None, None
     return Nic(key=key, bridge=p.get("bridge") or None, hwaddr=hwaddr, ip=c.get("ip"),
                address=address, prefixlen=plen, gw=c.get("gw"), ip6=c.get("ip6"), tag=tag,
-               name=model, error=error)
+               name=model, error=error, address6=address6, prefixlen6=plen6)
 
 
 def merge_pending(current: dict[str, str], pending: dict[str, str]) -> dict[str, str]:

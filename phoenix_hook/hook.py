@@ -86,7 +86,7 @@ def pre_start(vmid: int, environ) -> int:
     # The probe itself stops at the deadline; the alarm fires a little later
     # for anything else that hangs.
     signal.setitimer(signal.ITIMER_REAL, settings.deadline_s + 0.25)
-    claimed: list = []                 # NICs whose address this start claimed (claims.py)
+    claimed: list = []                 # (address, bridge, tag) this start claimed (claims.py)
     code = 1
     try:
         code = _decide(vmid, settings, mode, timeout, t0, record, claimed)
@@ -102,8 +102,8 @@ def pre_start(vmid: int, environ) -> int:
         timer.cancel()
         if code != 0:                  # not starting: the addresses are not ours to hold
             from . import claims
-            for nic in claimed:
-                claims.release(settings.run_dir, vmid, nic.address, nic.bridge, nic.tag)
+            for address, bridge, tag in claimed:
+                claims.release(settings.run_dir, vmid, address, bridge, tag)
     return code
 
 
@@ -122,27 +122,28 @@ def _decide(vmid, settings, mode, timeout, t0, record, claimed) -> int:
         return _could_not_check(vmid, settings, record, t0, str(exc))
     record["type"] = guest.type
 
-    def _still_holds(other, age, nic):
+    def _still_holds(other, age, nic, address):
         try:
             holder = source.guest(other)
         except SourceError:                 # deleted since: its claim is void
             return False
         if holder.node != settings.node or not any(
-                (n.address, n.bridge, n.tag) == (nic.address, nic.bridge, nic.tag) for n in holder.nics):
+                address in (n.address, n.address6) and (n.bridge, n.tag) == (nic.bridge, nic.tag)
+                for n in holder.nics):
             return False
         return age < claims.STARTING_S or guest_running(other, holder.type)
 
-    def _claim(g, nic):
+    def _claim(g, nic, address):
         # Node-local claim (claims.py): catches a second guest of this node
         # starting with the same address before the first one is up.
         try:
-            held = claims.claim(settings.run_dir, g.vmid, nic.address, nic.bridge, nic.tag,
-                                still_holds=lambda other, age: _still_holds(other, age, nic))
+            held = claims.claim(settings.run_dir, g.vmid, address, nic.bridge, nic.tag,
+                                still_holds=lambda other, age: _still_holds(other, age, nic, address))
         except OSError as exc:
             say(f"{P} note: cannot record the claim in {settings.run_dir}: {exc.strerror}")
             return None
         if not held:
-            claimed.append(nic)
+            claimed.append((address, nic.bridge, nic.tag))
         return held
 
     opts = Options(timeout=timeout, stop_on_first=True, deadline=t0 + settings.deadline_s, claim=_claim)
@@ -170,8 +171,8 @@ def _decide(vmid, settings, mode, timeout, t0, record, claimed) -> int:
     if verdict == "error":
         # The per-NIC lines above say what failed; the verdict line repeats it,
         # so the one loud line an admin reads names the bridge / the step.
-        why = "; ".join(([g.error] if g.error else []) +
-                        [f"{n.nic}: {n.note}" for n in g.nics if n.verdict == "error"])
+        why = "; ".join(dict.fromkeys(([g.error] if g.error else []) +       # a NIC's two addresses
+                                      [f"{n.nic}: {n.note}" for n in g.nics if n.verdict == "error"]))
         return _could_not_check(vmid, settings, record, t0, why or None, label=g.label, shown=True)
     _log(settings, record, verdict, "allowed", 0, t0)
     return 0

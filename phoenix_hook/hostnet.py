@@ -2,8 +2,8 @@
 
 An edge module: the probe needs the bridge's MAC and state, the MACs of
 every host interface (frames from them are our own), and the host's own
-IPv4 addresses (Linux never answers a probe for an address its own host
-holds, REFERENCE section 6, so those are checked here, not on the wire).
+IPv4 and IPv6 addresses (Linux never answers a probe for an address its own
+host holds, REFERENCE section 6, so those are checked here, not on the wire).
 """
 from __future__ import annotations
 
@@ -108,6 +108,47 @@ def local_ipv4() -> frozenset[str]:
     """Every IPv4 address configured on this host (netns), loopback excluded."""
     text = _read("/proc/net/fib_trie") or ""
     return frozenset(parse_fib_trie(text))
+
+
+IFA_F_DADFAILED = 0x08
+
+
+def parse_if_inet6(text: str) -> dict[tuple[str, str], None]:
+    """(address, interface) of every IPv6 address in /proc/net/if_inet6. Pure.
+
+    Format per the kernel's net/ipv6/addrconf.c if6_seq_show: 32 hex digits
+    of address, then ifindex, prefix length, scope and flags in hex, then the
+    interface name. Loopback (::1) and addresses whose DAD failed (the host
+    does not hold them, IFA_F_DADFAILED) are left out; lines that cannot be
+    read are skipped. Interface order and first appearance are kept.
+    """
+    import ipaddress
+    found: dict[tuple[str, str], None] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 6 or len(parts[0]) != 32:
+            continue
+        try:
+            addr = ipaddress.IPv6Address(bytes.fromhex(parts[0]))
+            flags = int(parts[4], 16)
+        except ValueError:
+            continue
+        if addr.is_loopback or addr.is_unspecified or flags & IFA_F_DADFAILED:
+            continue
+        found[(addr.compressed, parts[5])] = None
+    return found
+
+
+def local_ipv6() -> frozenset[tuple[str, str]]:
+    """Every IPv6 address of this host (netns) with its interface, ::1 excluded.
+
+    The interface matters for link-local addresses (fe80::/10): one on eno1
+    says nothing about the segment behind vmbr0. As for IPv4, the host's
+    own kernel never sees our raw DAD probe (it leaves by AF_PACKET), so
+    its own addresses are found here, not on the wire.
+    """
+    text = _read("/proc/net/if_inet6") or ""
+    return frozenset(parse_if_inet6(text))
 
 
 

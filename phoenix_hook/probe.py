@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from . import arp
+from . import arp, ndp
 from .acd import ProbeRun
 
 
@@ -29,7 +29,8 @@ def run(probe: ProbeRun, wire, deadline: float | None = None, clock=time.monoton
         if deadline is not None:
             wake = min(wake, deadline)
         for iface, frame, vlan in wire.receive(max(0.0, wake - clock())):
-            pkt = arp.parse(frame, vlan)
+            # ARP for IPv4 candidates, NS/NA for IPv6 ones; acd.judge matches them up
+            pkt = arp.parse(frame, vlan) or ndp.parse(frame, vlan)
             if pkt is not None:
                 probe.feed(iface, pkt, clock())
         now = clock()

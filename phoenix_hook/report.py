@@ -20,7 +20,7 @@ def worst(verdicts, default: str = "skipped") -> str:
 
 @dataclass
 class Finding:
-    source: str                   # "arp" | "host" | "config"
+    source: str                   # "arp" | "ndp" (IPv6, on the wire) | "host" | "config"
     detail: str
     mac: str | None = None
     vendor: str | None = None
@@ -45,6 +45,8 @@ class NicResult:
     conflicts: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
     note: str = ""                # why skipped / why error / how clear
+    family: int = 4               # 4: ip is the NIC's IPv4 address; 6: its static ip6= address
+                                  # (not a JSON key: the NIC keys are pinned; an IPv6 "ip" has a ':')
 
     def to_json(self) -> dict:
         return {"nic": self.nic, "ip": self.ip, "bridge": self.bridge, "vlan": self.vlan,

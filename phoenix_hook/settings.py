@@ -50,8 +50,10 @@ class Settings:
         return o.get("mode", self.mode), o.get("probe_timeout_ms", self.probe_timeout_ms)
 
     def ignored(self, address: str) -> bool:
-        a = ipaddress.IPv4Address(address)
-        return any(a in ipaddress.IPv4Network(net, strict=False) for net in self.ignore)
+        """Is this IPv4 or IPv6 address in the ignore list?"""
+        a = ipaddress.ip_address(address)
+        return any(a in net for net in (ipaddress.ip_network(x, strict=False) for x in self.ignore)
+                   if net.version == a.version)
 
 
 def load(path: str | None = None, environ=os.environ) -> Settings:
@@ -162,9 +164,9 @@ def _value(path, section, key, value):
         items = tuple(x for x in v.replace(",", " ").split() if x)
         for x in items:
             try:
-                ipaddress.IPv4Network(x, strict=False)
+                ipaddress.ip_network(x, strict=False)
             except ValueError:
-                raise _bad(path, section, key, x, "IPv4 addresses or networks, comma-separated") from None
+                raise _bad(path, section, key, x, "IPv4/IPv6 addresses or networks, comma-separated") from None
         return items
     if key == "dhcp_ranges":
         return _ranges(path, section, key, v)

@@ -5,9 +5,10 @@ with the VLAN tag the kernel reported. What is a conflict is acd.py's call.
 
 - AF_PACKET, SOCK_RAW: we build whole frames (arp.py), so tagged frames for
   a VLAN guest are sent as-is on the bridge (REFERENCE section 4).
-- A classic BPF program on the socket drops everything but ARP (untagged, or
-  802.1Q-tagged in the frame) and our own outgoing copies, so a busy bridge
-  does not wake us for every frame; arp.parse still validates each frame.
+- A classic BPF program on the socket drops everything but ARP and IPv6
+  Neighbor Solicitations/Advertisements (untagged, or 802.1Q-tagged in the
+  frame) and our own outgoing copies, so a busy bridge does not wake us for
+  every frame; arp.parse / ndp.parse still validate each frame.
 - PACKET_AUXDATA gives the VLAN tag the kernel moved out of the frame on
   receive (tpacket_auxdata.tp_vlan_tci, TP_STATUS_VLAN_VALID), see
   linux/if_packet.h and packet(7).
@@ -37,27 +38,43 @@ class WireError(OSError):
 
 
 def _arp_filter() -> bytes:
-    """Classic BPF: accept ARP (plain or in-frame 802.1Q), drop outgoing copies.
+    """Classic BPF: accept ARP and IPv6 NS/NA (plain or in-frame 802.1Q), drop outgoing copies.
 
-    Equivalent bpf_asm:
+    IPv6 is matched at fixed offsets: next header 58 (ICMPv6) right after
+    the 40-byte IPv6 header, ICMPv6 type 135 (NS) or 136 (NA). ND messages
+    carry no extension headers in practice; one that does is not ours
+    to judge (ndp.py does not follow them either). X holds the tag's
+    4 bytes so one tail serves both layouts. Equivalent bpf_asm:
         ld #type; jeq #4, drop          ; PACKET_OUTGOING: our own frames
-        ldh [12]; jeq #0x0806, accept
-        jneq #0x8100, drop
-        ldh [16]; jeq #0x0806, accept
+        ldx #0
+        ldh [12]; jneq #0x8100, check
+        ldx #4; ldh [16]
+        check: jeq #0x0806, accept      ; ARP
+        jneq #0x86dd, drop
+        ldb [x + 20]; jneq #58, drop    ; IPv6 next header: ICMPv6
+        ldb [x + 54]; jeq #135, accept  ; Neighbor Solicitation
+        jeq #136, accept                ; Neighbor Advertisement
         drop: ret #0 / accept: ret #65535
     """
-    ld_w_abs, ld_h_abs, jeq, ret = 0x20, 0x28, 0x15, 0x06
+    ld_w_abs, ld_h_abs, ld_b_ind, ldx_imm, jeq, ret = 0x20, 0x28, 0x50, 0x01, 0x15, 0x06
     skf_ad_pkttype = (-0x1000 + 4) & 0xFFFFFFFF
     prog = [
         (ld_w_abs, 0, 0, skf_ad_pkttype),  # 0
-        (jeq, 5, 0, PACKET_OUTGOING),      # 1 -> 7 drop
-        (ld_h_abs, 0, 0, 12),              # 2
-        (jeq, 4, 0, 0x0806),               # 3 -> 8 accept
-        (jeq, 0, 2, 0x8100),               # 4 not tagged -> 7 drop
-        (ld_h_abs, 0, 0, 16),              # 5
-        (jeq, 1, 0, 0x0806),               # 6 -> 8 accept
-        (ret, 0, 0, 0),                    # 7 drop
-        (ret, 0, 0, 0xFFFF),               # 8 accept
+        (jeq, 12, 0, PACKET_OUTGOING),     # 1 -> 14 drop
+        (ldx_imm, 0, 0, 0),                # 2
+        (ld_h_abs, 0, 0, 12),              # 3
+        (jeq, 0, 2, 0x8100),               # 4 untagged -> 7
+        (ldx_imm, 0, 0, 4),                # 5
+        (ld_h_abs, 0, 0, 16),              # 6
+        (jeq, 7, 0, 0x0806),               # 7 ARP -> 15 accept
+        (jeq, 0, 5, 0x86DD),               # 8 not IPv6 -> 14 drop
+        (ld_b_ind, 0, 0, 20),              # 9  IPv6 next header
+        (jeq, 0, 3, 58),                   # 10 not ICMPv6 -> 14 drop
+        (ld_b_ind, 0, 0, 54),              # 11 ICMPv6 type
+        (jeq, 2, 0, 135),                  # 12 NS -> 15 accept
+        (jeq, 1, 0, 136),                  # 13 NA -> 15 accept
+        (ret, 0, 0, 0),                    # 14 drop
+        (ret, 0, 0, 0xFFFF),               # 15 accept
     ]
     return b"".join(struct.pack("HBBI", *ins) for ins in prog)
 

@@ -7,8 +7,8 @@ garbage frames are this script on an AF_PACKET socket (phoenix_hook.wire)
 inside a lab namespace. Never run it on a machine's own interfaces: it
 answers ARP for any address it is given.
 
-    responder.py --iface eth0 --ip 10.0.0.151 [--ip ...] [--mac MAC] [--vlan N]
-                 [--delay-ms N] [--drop PCT] [--seed N]
+    responder.py --iface eth0 --ip 10.0.0.151 [--ip ...] [--ip6 fd00::151 ...] [--mac MAC]
+                 [--vlan N] [--delay-ms N] [--drop PCT] [--seed N]
                  [--mode reply|garp|probe|flood|announce] [--count N] [--log FILE]
 
 Modes (what it does when it sees an ARP request for one of its --ip, in its
@@ -22,6 +22,12 @@ VLAN: only frames tagged --vlan N, or only untagged frames without --vlan):
          sender or target address is one of --ip
   announce  unprompted: a gratuitous ARP for each --ip every --delay-ms
          (default 20 ms), as a chatty host does; in its VLAN with --vlan
+--ip6 (repeatable; --ip may then be left out, except for flood) makes it an
+IPv6 holder of that address too, the same modes over Neighbor Discovery: on
+a DAD probe or other Neighbor Solicitation for it, reply and garp send the
+Neighbor Advertisement a Linux kernel sends (to all-nodes, RFC 4862 5.4.3),
+probe its own DAD probe (only on a DAD probe), announce an unprompted NA
+every --delay-ms; in its VLAN as for ARP.
 --delay-ms delays each answer (without blocking the receive loop), --drop
 ignores that percentage of requests (random, --seed for a repeatable run),
 --count stops after that many frames were sent (0: no limit), --log appends
@@ -42,7 +48,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from phoenix_hook import arp  # noqa: E402
+from phoenix_hook import arp, ndp  # noqa: E402
 from phoenix_hook.wire import Wire, WireError  # noqa: E402
 
 FLOOD_RATE = 2000          # frames per second, upper bound
@@ -57,7 +63,8 @@ def iface_mac(iface: str) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="lab ARP responder (run only inside a lab namespace)")
     p.add_argument("--iface", required=True)
-    p.add_argument("--ip", action="append", required=True, help="address to answer for (repeatable)")
+    p.add_argument("--ip", action="append", default=[], help="address to answer for (repeatable)")
+    p.add_argument("--ip6", action="append", default=[], help="IPv6 address to answer for (repeatable)")
     p.add_argument("--mac", help="MAC to answer from (default: the interface's)")
     p.add_argument("--vlan", type=int, help="only frames tagged with this VID; answers tagged too")
     p.add_argument("--delay-ms", type=int, default=0)
@@ -67,8 +74,13 @@ def parse_args(argv=None):
     p.add_argument("--count", type=int, default=0, help="stop after N frames sent (0: no limit)")
     p.add_argument("--log", help="append one line per relevant frame seen or sent")
     a = p.parse_args(argv)
+    if not a.ip and not a.ip6:
+        p.error("give at least one --ip or --ip6")
+    if a.mode == "flood" and not a.ip:
+        p.error("--mode flood needs --ip")
     for ip in a.ip:
         arp.ip_to_bytes(ip)                     # ValueError names a bad address
+    a.ip6 = [ndp.ip6_to_str(ndp.ip6_to_bytes(ip)) for ip in a.ip6]   # compressed, as ndp.parse gives them
     if a.vlan is not None and not 1 <= a.vlan <= 4094:
         p.error(f"--vlan {a.vlan} outside 1..4094")
     if not 0 <= a.drop <= 100:
@@ -98,6 +110,17 @@ def answer_for(pkt: arp.ArpPacket, a, mac: str) -> bytes | None:
     return None
 
 
+def answer6_for(pkt: ndp.NdpPacket, a, mac: str) -> bytes | None:
+    """The frame this host sends in reply to a Neighbor Solicitation, or None."""
+    if not pkt.is_ns or pkt.target not in a.ip6 or pkt.eth_src == mac:
+        return None
+    if a.mode in ("reply", "garp"):
+        return ndp.build_advert(mac, pkt.target, vlan=a.vlan)
+    if a.mode == "probe" and pkt.is_dad:
+        return ndp.build_dad_probe(mac, pkt.target, vlan=a.vlan)
+    return None
+
+
 def serve(a, wire: Wire, mac: str, rng: random.Random, log: Log) -> None:
     pending: list[tuple[float, int, bytes]] = []      # (due, seq, frame)
     seq = sent = 0
@@ -113,17 +136,27 @@ def serve(a, wire: Wire, mac: str, rng: random.Random, log: Log) -> None:
         timeout = 0.5 if not pending else max(0.0, pending[0][0] - time.monotonic())
         for _ifname, frame, aux_vlan in wire.receive(timeout):
             pkt = arp.parse(frame, aux_vlan)
-            if pkt is None or pkt.target_ip not in a.ip:
-                continue
-            log(f"seen {'probe' if pkt.is_probe else 'op%d' % pkt.op} for {pkt.target_ip} "
-                f"from {pkt.sender_mac} vlan={pkt.vlan}")
-            if pkt.vlan != a.vlan:                  # not our VLAN: we never hear it
-                continue
-            out = answer_for(pkt, a, mac)
+            if pkt is None:
+                pkt6 = ndp.parse(frame, aux_vlan) if a.ip6 else None
+                if pkt6 is None or not pkt6.is_ns or pkt6.target not in a.ip6:
+                    continue
+                log(f"seen {'dad' if pkt6.is_dad else 'ns'} for {pkt6.target} "
+                    f"from {pkt6.eth_src} vlan={pkt6.vlan}")
+                if pkt6.vlan != a.vlan:
+                    continue
+                target, out = pkt6.target, answer6_for(pkt6, a, mac)
+            else:
+                if pkt.target_ip not in a.ip:
+                    continue
+                log(f"seen {'probe' if pkt.is_probe else 'op%d' % pkt.op} for {pkt.target_ip} "
+                    f"from {pkt.sender_mac} vlan={pkt.vlan}")
+                if pkt.vlan != a.vlan:                  # not our VLAN: we never hear it
+                    continue
+                target, out = pkt.target_ip, answer_for(pkt, a, mac)
             if out is None:
                 continue
             if a.drop and rng.random() * 100 < a.drop:
-                log(f"dropped request for {pkt.target_ip}")
+                log(f"dropped request for {target}")
                 continue
             seq += 1
             heapq.heappush(pending, (time.monotonic() + a.delay_ms / 1000.0, seq, out))
@@ -132,6 +165,10 @@ def serve(a, wire: Wire, mac: str, rng: random.Random, log: Log) -> None:
 def describe(frame: bytes) -> str:
     pkt = arp.parse(frame)
     if pkt is None:
+        p6 = ndp.parse(frame)
+        if p6 is not None:
+            kind = "dad" if p6.is_dad else "na" if p6.is_na else "ns"
+            return f"{kind} {p6.target} from {p6.eth_src} vlan={p6.vlan}"
         return f"{len(frame)} bytes"
     kind = "probe" if pkt.is_probe else "announcement" if pkt.is_announcement else "op%d" % pkt.op
     return f"{kind} {pkt.sender_ip}->{pkt.target_ip} from {pkt.sender_mac} vlan={pkt.vlan}"
@@ -227,8 +264,9 @@ def announce(a, wire: Wire, mac: str, log: Log) -> None:
     interval = (a.delay_ms or 20) / 1000.0
     sent = 0
     while True:
-        for ip in a.ip:
-            frame = arp.build_announcement(mac, ip, vlan=a.vlan)
+        frames = [arp.build_announcement(mac, ip, vlan=a.vlan) for ip in a.ip]
+        frames += [ndp.build_advert(mac, ip, vlan=a.vlan) for ip in a.ip6]
+        for frame in frames:
             wire.send(a.iface, frame)
             sent += 1
             log(f"sent {describe(frame)}")
@@ -247,7 +285,7 @@ def main(argv=None) -> int:
     try:
         with Wire([a.iface]) as wire:
             print(f"responder ready: mode={a.mode} iface={a.iface} mac={mac} vlan={a.vlan} "
-                  f"ips={','.join(a.ip)}", flush=True)
+                  f"ips={','.join(a.ip + a.ip6)}", flush=True)
             if a.mode == "flood":
                 flood(a, wire, mac, rng, log)
             elif a.mode == "announce":

@@ -64,7 +64,7 @@ def test_keys_are_case_insensitive():
     ("deadline_s", "0.1"), ("deadline_s", "301"), ("deadline_s", "soon"), ("deadline_s", "nan"),
     ("pve_root", "etc/pve"), ("log_file", "decisions.jsonl"),
     ("node", "../pve1"), ("node", ".hidden"),
-    ("ignore", "10.0.0.300"), ("ignore", "fd00::1"),
+    ("ignore", "10.0.0.300"), ("ignore", "fd00::zz"),
     ("dhcp_ranges", "10.0.0.199-10.0.0.100"), ("dhcp_ranges", "10.0.0.100"), ("dhcp_ranges", "a-b"),
 ])
 def test_invalid_value_is_one_line_naming_file_key_value(key, value):
@@ -175,3 +175,9 @@ def test_load_reports_file_errors_with_the_path(tmp_path):
 def test_unreadable_path_is_settings_error(tmp_path):
     with pytest.raises(SettingsError):
         load(str(tmp_path), environ={})          # a directory: IsADirectoryError
+
+
+def test_ignore_takes_ipv4_and_ipv6_networks():
+    s = parse("[phoenix-hook]\nignore = 10.0.0.0/28, fd00::/64, 192.168.1.5\n", "x.conf")
+    assert s.ignored("10.0.0.3") and s.ignored("fd00::151") and s.ignored("192.168.1.5")
+    assert not s.ignored("10.0.0.16") and not s.ignored("fd01::1")
