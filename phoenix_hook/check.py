@@ -279,9 +279,6 @@ def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cl
                     timeout = opts.timeout or settings.for_guest(g.vmid)[1]
                     groups.setdefault(timeout, []).append((g, planned))
 
-    if groups and opts.stop_on_first:
-        # The hook: have the OUI database ready by the time an answer comes.
-        threading.Thread(target=vendor.warm_up, daemon=True).start()
     hits: dict = {}                            # (vmid, nic, family) -> [acd.Conflict]
     for timeout, items in groups.items():
         hits.update(_probe_group(items, timeout, facts, opts, results, wire_factory, probe))

@@ -19,6 +19,12 @@ def vendor(mac: str) -> str | None:
     if not mac or locally_administered(mac):
         return None
     try:
+        found = _from_index(mac)
+    except (OSError, ValueError):
+        found = None
+    if found is not None:
+        return found or None
+    try:
         from netaddr import EUI
         from netaddr.core import AddrFormatError, NotRegisteredError
     except ImportError:
@@ -31,6 +37,37 @@ def vendor(mac: str) -> str | None:
         return None
 
 
+def _from_index(mac: str) -> str | None:
+    """One OUI straight from netaddr's own data files (eui/oui.idx, oui.txt).
+
+    `import netaddr.eui.ieee` builds an index of every OUI first (about
+    60 ms); the hook names one MAC with a start waiting, so it looks up just
+    that entry in the same files: oui.idx lines are "<oui as int>,<offset>,
+    <size>" into oui.txt, whose record starts "00-1B-21   (hex)\t\t<org>".
+    Returns "" when the OUI is not registered, None when the files are not
+    where this netaddr keeps them (the caller then asks netaddr itself).
+    """
+    import importlib.util
+    import os
+    spec = importlib.util.find_spec("netaddr")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    base = os.path.join(spec.submodule_search_locations[0], "eui")
+    key = int("".join(mac.replace("-", ":").split(":")[:3]), 16)
+    with open(os.path.join(base, "oui.idx"), "rb") as f:
+        idx = b"\n" + f.read()
+    i = idx.find(b"\n%d," % key)
+    if i < 0:
+        return ""
+    end = idx.find(b"\n", i + 1)
+    _key, offset, size = idx[i + 1:end if end > 0 else None].split(b",")
+    with open(os.path.join(base, "oui.txt"), "rb") as f:
+        f.seek(int(offset))
+        first = f.read(int(size)).decode("utf-8", "replace").splitlines()[0]
+    head, sep, org = first.partition("(hex)")
+    return org.strip() if sep else None
+
+
 def describe(mac: str) -> tuple[str | None, str]:
     """(vendor or None, words for a task-log line)."""
     v = vendor(mac)
@@ -39,15 +76,3 @@ def describe(mac: str) -> tuple[str | None, str]:
     if locally_administered(mac):
         return None, "vendor unknown, locally administered"
     return None, "vendor unknown"
-
-
-def warm_up() -> None:
-    """Load netaddr's OUI index (about 60 ms) ahead of need.
-
-    The hook calls this in a thread while its probes are on the wire, so a
-    conflict can be named the moment it is seen instead of 60 ms later.
-    """
-    try:
-        from netaddr.eui import ieee  # noqa: F401  (importing builds the index)
-    except Exception:
-        pass
