@@ -116,32 +116,39 @@ def build_announcement(src_mac: str, ip: str, vlan: int | None = None) -> bytes:
                  sender_ip=ip, target_mac=ZERO_MAC, target_ip=ip, vlan=vlan)
 
 
-def parse(frame: bytes, aux_vlan: int | None = None) -> ArpPacket | None:
-    """Parse an Ethernet frame; None unless it is a well-formed IPv4-over-Ethernet ARP.
+def unwrap_ethernet(frame: bytes, aux_vlan: int | None) -> tuple[int, int, int | None] | None:
+    """(ethertype, payload offset, VLAN) of an Ethernet frame, one 802.1Q tag unwrapped.
 
     The kernel usually strips the 802.1Q header on receive and hands the tag
     over as PACKET_AUXDATA (REFERENCE section 4); the caller passes that as
     aux_vlan. An in-frame tag is honoured too. A frame with two tags (QinQ)
-    is not ours to judge and is ignored.
+    is not ours to judge: None.
     """
     if len(frame) < 14:
         return None
     ethertype = int.from_bytes(frame[12:14], "big")
-    offset = 14
-    vlan = aux_vlan
-    if ethertype in (ETH_P_8021Q, ETH_P_8021AD):
-        if aux_vlan is not None or len(frame) < 18:
-            return None
-        vlan = int.from_bytes(frame[14:16], "big") & 0x0FFF
+    if ethertype not in (ETH_P_8021Q, ETH_P_8021AD):
+        offset, vlan = 14, aux_vlan
+    elif aux_vlan is not None or len(frame) < 18:
+        return None
+    else:
         ethertype = int.from_bytes(frame[16:18], "big")
-        offset = 18
+        offset, vlan = 18, int.from_bytes(frame[14:16], "big") & 0x0FFF
+    # A priority-tagged frame: VID 0 means "no VLAN" (802.1Q 9.6)
+    return ethertype, offset, (vlan or None)
+
+
+def parse(frame: bytes, aux_vlan: int | None = None) -> ArpPacket | None:
+    """Parse an Ethernet frame; None unless it is a well-formed IPv4-over-Ethernet ARP."""
+    head = unwrap_ethernet(frame, aux_vlan)
+    if head is None:
+        return None
+    ethertype, offset, vlan = head
     if ethertype != ETH_P_ARP or len(frame) < offset + _ARP_HDR.size:
         return None
     htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _ARP_HDR.unpack_from(frame, offset)
     if htype != 1 or ptype != ETH_P_IP or hlen != 6 or plen != 4 or op not in (ARP_REQUEST, ARP_REPLY):
         return None
-    if vlan == 0:       # priority-tagged frame: VID 0 means "no VLAN" (802.1Q 9.6)
-        vlan = None
     return ArpPacket(op=op, sender_mac=mac_to_str(sha), sender_ip=ip_to_str(spa),
                      target_mac=mac_to_str(tha), target_ip=ip_to_str(tpa),
                      eth_src=mac_to_str(frame[6:12]), eth_dst=mac_to_str(frame[0:6]), vlan=vlan)

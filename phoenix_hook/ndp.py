@@ -16,7 +16,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from .arp import ETH_P_8021AD, ETH_P_8021Q, mac_to_bytes, mac_to_str
+from . import arp
+from .arp import ETH_P_8021Q, mac_to_bytes, mac_to_str
 
 ETH_P_IPV6 = 0x86DD
 IPPROTO_ICMPV6 = 58
@@ -168,17 +169,10 @@ def parse(frame: bytes, aux_vlan: int | None = None) -> NdpPacket | None:
 
 
 def _parse(frame: bytes, aux_vlan: int | None) -> NdpPacket | None:
-    if len(frame) < 14:
+    head = arp.unwrap_ethernet(frame, aux_vlan)
+    if head is None:
         return None
-    ethertype = int.from_bytes(frame[12:14], "big")
-    offset = 14
-    vlan = aux_vlan
-    if ethertype in (ETH_P_8021Q, ETH_P_8021AD):
-        if aux_vlan is not None or len(frame) < 18:
-            return None             # two tags (QinQ): not ours to judge
-        vlan = int.from_bytes(frame[14:16], "big") & 0x0FFF
-        ethertype = int.from_bytes(frame[16:18], "big")
-        offset = 18
+    ethertype, offset, vlan = head
     if ethertype != ETH_P_IPV6 or len(frame) < offset + _IPV6_HDR.size:
         return None
     vtf, plen, nh, hops, src, dst = _IPV6_HDR.unpack_from(frame, offset)
@@ -217,8 +211,6 @@ def _parse(frame: bytes, aux_vlan: int | None) -> NdpPacket | None:
             return None             # RFC 4861 7.1.1: DAD probes go to a solicited-node group, no SLLA
     elif dst_a.is_multicast and flags & NA_SOLICITED:
         return None                 # RFC 4861 7.1.2: a multicast NA is never "solicited"
-    if vlan == 0:                   # priority-tagged: VID 0 means "no VLAN" (802.1Q 9.6)
-        vlan = None
     return NdpPacket(type=nd_type, target=t.compressed, ip_src=ip_src, ip_dst=ip_dst,
                      eth_src=mac_to_str(frame[6:12]), eth_dst=mac_to_str(frame[0:6]), vlan=vlan,
                      src_lladdr=sll, tgt_lladdr=tll,

@@ -220,3 +220,23 @@ def pytest_runtest_makereport(item, call):
         reason = rep.longrepr[-1] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome = "failed"
         rep.longrepr = f"skipped in CI, which must run every test: {reason}"
+
+
+class Clock:
+    """A simulated monotonic clock for probe.run: unit tests never sleep."""
+    def __init__(self):
+        self.now = 5000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """probe.run on a simulated clock; the fake wires advance it in receive()."""
+    import functools
+
+    from phoenix_hook import probe
+    c = Clock()
+    monkeypatch.setattr(probe, "run", functools.partial(probe.run, clock=c))
+    return c

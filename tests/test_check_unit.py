@@ -3,11 +3,10 @@ driven by a fake wire and a fake clock: no sockets, no root, no sleeping."""
 from __future__ import annotations
 
 import errno
-import functools
 
 import pytest
 
-from phoenix_hook import acd, arp, check, probe
+from phoenix_hook import acd, arp, check
 from phoenix_hook.check import HostFacts, Options, config_warnings, mac_owners, plan_nic, run_check, wire_finding
 from phoenix_hook.guest import Guest, Nic, parse_config, with_node
 from phoenix_hook.hostnet import Link
@@ -223,14 +222,6 @@ def test_wire_finding_probe_and_same_mac():
 
 # -- run_check with a fake wire -----------------------------------------------
 
-class Clock:
-    def __init__(self):
-        self.now = 5000.0
-
-    def __call__(self):
-        return self.now
-
-
 class FakeWire:
     """Replays squatters: on each probe for an address in `squatters`, queue their answer.
 
@@ -279,13 +270,6 @@ class FakeWire:
 
     def close(self):
         self.closed = True
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = Clock()
-    monkeypatch.setattr(probe, "run", functools.partial(probe.run, clock=c))
-    return c
 
 
 FACTS = facts(link("vmbr0", BR0), link("vmbr1", BR1, vf=True))    # vmbr1 is in every VLAN itself

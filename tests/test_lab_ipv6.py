@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from test_lab_hook import P, SQUAT_MAC, net, nic_of, record_of
+from test_lab_hook import P, SQUAT_MAC, net, record_of
 
 IP6 = "fd00::151"
 GUEST_MAC = "52:54:00:67:89:b1"

@@ -3,19 +3,19 @@ acd's IPv6 judge, guest ip6= parsing, the host's IPv6 addresses and run_check wi
 IPv6 candidates on a fake wire. No sockets, no root, no sleeping."""
 from __future__ import annotations
 
-import functools
 import ipaddress
 import struct
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from phoenix_hook import acd, arp, check, hostnet, ndp, probe, wire
+from phoenix_hook import acd, arp, check, hostnet, ndp, wire
 from phoenix_hook.check import HostFacts, Options, config_warnings, plan_nic, run_check
 from phoenix_hook.guest import parse_config
 from phoenix_hook.hostnet import Link
-from phoenix_hook.report import NicResult, task_log_lines
+from phoenix_hook.report import task_log_lines
 from phoenix_hook.settings import Settings, parse as parse_settings
+from test_check_unit import FakeWire
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BR = "02:aa:00:00:00:01"             # the bridge (ours)
@@ -641,25 +641,13 @@ def test_config_warnings_ip6():
     assert config_warnings(me, me.nics[0], [me, twin6, other_vlan]) == []
 
 
-class Clock:
-    def __init__(self):
-        self.now = 5000.0
-
-    def __call__(self):
-        return self.now
-
-
-class FakeWire6:
+class FakeWire6(FakeWire):
     """Answers DAD probes for addresses in `holders` (ip6 -> (mac, vlan)) with the NA a
     Linux kernel sends; answers nothing else. receive() advances the fake clock."""
 
     def __init__(self, clock, holders=(), noise=()):
-        self.clock, self.holders, self.noise = clock, dict(holders), list(noise)
-        self.sent, self.inbox, self.closed = [], [], False
-
-    def __call__(self, ifaces):
-        self.ifaces = set(ifaces)
-        return self
+        super().__init__(clock, noise=noise)
+        self.holders = dict(holders)
 
     def send(self, ifname, frame):
         self.sent.append((ifname, frame))
@@ -668,22 +656,6 @@ class FakeWire6:
             mac, vlan = self.holders[p.target]
             if p.vlan == vlan:
                 self.inbox.append((ifname, ndp.build_advert(mac, p.target), vlan))
-
-    def receive(self, timeout):
-        out = self.noise + self.inbox
-        self.noise, self.inbox = [], []
-        self.clock.now += timeout if not out else 0.001
-        return out
-
-    def close(self):
-        self.closed = True
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = Clock()
-    monkeypatch.setattr(probe, "run", functools.partial(probe.run, clock=c))
-    return c
 
 
 def describe(mac):
