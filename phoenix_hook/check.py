@@ -115,6 +115,11 @@ def plan_nic(guest: Guest, nic: Nic, settings: Settings, facts: HostFacts,
         # IFF_NOARP turns off IPv6 neighbour discovery as well (net/ipv6/ndisc.c)
         return result("error", f"{nic.bridge} has ARP turned off (NOARP)")
     iface, tagged, src, rx_untagged = nic.bridge, nic.tag is not None, br.mac, False
+    if nic.tag is not None and br.vlan_filtering and br.vlan_protocol != 0x8100:
+        # An 802.1ad (QinQ) bridge would take our 802.1Q tag for untagged
+        # traffic in its PVID: the probe would ask the wrong VLAN.
+        return result("error", f"{nic.bridge} tags VLANs with 802.1ad "
+                      f"(vlan_protocol {br.vlan_protocol:#06x}); phoenix-hook probes 802.1Q only")
     if nic.tag is not None and br.vlan_filtering:
         # VLAN-aware bridge: our tagged frame passes the bridge's ingress
         # filter only if the bridge itself is in that VLAN (pve-common
@@ -263,7 +268,9 @@ def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cl
             for family in families(nic):
                 planned = plan_nic(g, nic, settings, facts, running, family)
                 held = None
-                if not isinstance(planned, NicResult) and opts.claim is not None:
+                # Claim whatever this start will use: a probed address, or one
+                # found clear without probing (a bridge with no port up yet).
+                if opts.claim is not None and (not isinstance(planned, NicResult) or planned.verdict == "clear"):
                     held = opts.claim(g, nic, planned.ip)
                 if held:
                     other, age = held

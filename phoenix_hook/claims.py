@@ -47,25 +47,18 @@ def claim(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None,
           now: float | None = None, still_holds=None) -> tuple[int, float] | None:
     """Claim ip for vmid. Returns (other vmid, age in s) when another guest holds it, else None.
 
-    link() makes the first of two simultaneous hooks the winner; a stale
-    or own claim, or one whose holder no longer means it (still_holds),
-    is replaced atomically (write + rename).
+    Read, decide and write happen under one exclusive flock on the claims
+    directory, so of two hooks starting at once exactly one wins, whether or
+    not an old claim file is there. A stale or own claim, or one whose
+    holder no longer means it (still_holds), is taken over.
     """
+    import fcntl
     now = time.time() if now is None else now
     path = _path(run_dir, ip, bridge, vlan)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    # Write the whole claim to a private file first, then link it into
-    # place: link() fails if the name exists, and a reader never sees a
-    # half-written claim (O_EXCL + write would leave an empty file visible).
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{vmid} {now:.3f}\n")
+    lock = os.open(os.path.join(os.path.dirname(path), ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        try:
-            os.link(tmp, path)
-            return None
-        except FileExistsError:
-            pass
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             with open(path) as f:
                 held = fresh_holder(f.read(), vmid, now)
@@ -73,12 +66,31 @@ def claim(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None,
             held = None
         if held and (still_holds is None or still_holds(*held)):
             return held
-        os.replace(tmp, path)          # stale, void or our own: take it over
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{vmid} {now:.3f}\n")
+        os.replace(tmp, path)          # none, stale, void or our own: ours now
         return None
     finally:
+        os.close(lock)                 # releases the flock
+
+
+def release_all(run_dir: str, vmid: int) -> None:
+    """Drop every claim of vmid (its start did not happen after all)."""
+    d = os.path.join(run_dir, "claims")
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".") or name.endswith(".tmp"):
+            continue
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
+            with open(os.path.join(d, name)) as f:
+                mine = f.read().split()[:1] == [str(vmid)]
+            if mine:
+                os.unlink(os.path.join(d, name))
+        except OSError:
             pass
 
 

@@ -42,22 +42,27 @@ def run(args) -> int:
         if not (v.isascii() and v.isdigit()) or not 100 <= int(v) <= 999999999:
             raise UsageError(f"'{v}' is not a VMID; VMIDs are numbers from 100 up")
         vmids.append(int(v))
+    from .sources import running_checker
     source = guest_source(args, settings)
+    running = running_checker(source)
     try:
         if args.all:
             vmids = [c.vmid for c in source.config_files(node=settings.node)]
         guests = []
         for vmid in vmids:
-            g = source.guest(vmid, with_pending=True)
+            g = source.guest(vmid)
             if g.template:
                 continue
+            if not running(g.vmid, g.type):
+                # Stopped: check what the next start will use, pending changes
+                # included (PVE applies them before pre-start).
+                g = source.guest(vmid, with_pending=True)
             guests.append(g)
     except pve.NoSuchGuest as exc:
         raise UsageError(str(exc)) from None
     except pve.SourceError as exc:
         raise CannotCheck(str(exc)) from None
-    from .sources import running_checker
-    opts = Options(timeout=args.timeout_ms, stop_on_first=False, running=running_checker(source))
+    opts = Options(timeout=args.timeout_ms, stop_on_first=False, running=running)
     report = run_check(guests, settings, opts, load_cluster=source.guests)
     if args.json:
         print(report.json())

@@ -42,7 +42,19 @@ def main(argv=None, environ=None) -> int:
     code = pre_start(vmid, environ)
     if code != 0:
         return code
-    return run_chained(vmid, phase, environ)
+    code = run_chained(vmid, phase, environ)
+    if code != 0:                      # the previous hookscript stopped the start after all
+        _release_claims(vmid, environ)
+    return code
+
+
+def _release_claims(vmid: int, environ) -> None:
+    from . import claims
+    from .settings import SettingsError, load
+    try:
+        claims.release_all(load(environ=environ).run_dir, vmid)
+    except SettingsError:
+        pass
 
 
 def pre_start(vmid: int, environ) -> int:
@@ -70,6 +82,9 @@ def pre_start(vmid: int, environ) -> int:
     # Backstop: if something blocks where SIGALRM cannot reach (a hung
     # pmxcfs read), still end the process shortly after the deadline.
     def _backstop():
+        if refuse:
+            from . import claims
+            claims.release_all(settings.run_dir, vmid)
         why = f"the check did not finish within deadline_s = {settings.deadline_s:g}"
         say(f"{P} guest {vmid}: {why}; "
             + ("start refused (on_error = refuse)" if refuse else "starting anyway (on_error = allow)"))
@@ -94,9 +109,16 @@ def pre_start(vmid: int, environ) -> int:
         code = _could_not_check(vmid, settings, record, t0,
                                 f"the check did not finish within deadline_s = {settings.deadline_s:g}")
     except Exception as exc:       # a bug in phoenix-hook must not decide the start: on_error does
-        code = _could_not_check(vmid, settings, record, t0,
-                                f"internal error {type(exc).__name__}: {exc} (a phoenix-hook bug; "
-                                f"please report it with the decision log line)")
+        why = (f"internal error {type(exc).__name__}: {exc} (a phoenix-hook bug; "
+               f"please report it with the decision log line)")
+        if record.get("report", {}).get("verdict") == "conflict" and mode == "enforce":
+            # the conflict was already seen on the wire: only reporting it failed
+            say(f"{P} guest {vmid}: an address conflict was found (see the decision log); "
+                f"start refused; {why}")
+            _log(settings, dict(record, error=why), "conflict", "refused", 1, t0)
+            code = 1
+        else:
+            code = _could_not_check(vmid, settings, record, t0, why)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         timer.cancel()

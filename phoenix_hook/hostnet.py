@@ -26,6 +26,7 @@ class Link:
     is_bridge: bool
     vlan_filtering: bool
     uplinks: tuple = ()  # bridge ports that are not guest ports: ((name, carrier), ...)
+    vlan_protocol: int = 0x8100   # a VLAN-aware bridge's tag: 802.1Q, or 802.1ad (0x88a8)
 
 
 def _read(path: str) -> str | None:
@@ -57,8 +58,13 @@ def link(name: str) -> Link | None:
             ports = []
         uplinks = tuple((p, _read(os.path.join(SYS_NET, p, "carrier")) == "1")
                         for p in ports if not is_guest_port(p))
+    try:
+        proto = int(_read(os.path.join(base, "bridge", "vlan_protocol")) or "0x8100", 16)
+    except ValueError:
+        proto = 0x8100
     return Link(name=name, mac=mac.lower(), up=bool(flags & IFF_UP), noarp=bool(flags & IFF_NOARP),
-                carrier=carrier, is_bridge=is_bridge, vlan_filtering=vf, uplinks=uplinks)
+                carrier=carrier, is_bridge=is_bridge, vlan_filtering=vf, uplinks=uplinks,
+                vlan_protocol=proto)
 
 
 _GUEST_PORT = re.compile(r"^(veth|tap|fwpr|fwln)\d+[ip]\d+$")

@@ -49,8 +49,8 @@ class NicResult:
                                   # (not a JSON key: the NIC keys are pinned; an IPv6 "ip" has a ':')
 
     def to_json(self) -> dict:
-        return {"nic": self.nic, "ip": self.ip, "bridge": self.bridge, "vlan": self.vlan,
-                "verdict": self.verdict, "note": self.note,
+        return {"nic": self.nic, "family": self.family, "ip": self.ip, "bridge": self.bridge,
+                "vlan": self.vlan, "verdict": self.verdict, "note": self.note,
                 "conflicts": [c.as_conflict() for c in self.conflicts],
                 "warnings": [w.as_warning() for w in self.warnings]}
 

@@ -121,7 +121,21 @@ def parse(text: str, path: str = "<settings>") -> Settings:
         # Raw: [api] is checked where the API is used (pveapi.check_api), so a
         # bad value there never touches the hookscript, which reads files only.
         kw["api"] = dict(sections[API_SECTION])
-    return Settings(guests=guests, sections=sections, **kw)
+    out = Settings(guests=guests, sections=sections, **kw)
+    _window_fits(out, path)
+    return out
+
+
+def _window_fits(s: Settings, path: str) -> None:
+    """A probe window at least as long as the deadline would end every check unfinished
+    (and start every guest unchecked): say so when the settings are read."""
+    for where, timeout in [(SECTION, s.probe_timeout_ms)] + [
+            (f"guest:{vmid}", o["probe_timeout_ms"]) for vmid, o in s.guests.items() if "probe_timeout_ms" in o]:
+        longest_s = 7.0 if timeout == RFC5227 else int(timeout) / 1000   # RFC 5227: 1 + 2 + 2 + 2 s
+        if longest_s >= s.deadline_s:
+            raise SettingsError(f"{path}: [{where}] probe_timeout_ms = {timeout} can take {longest_s:g} s, "
+                                f"not less than deadline_s = {s.deadline_s:g}; raise deadline_s or "
+                                f"lower probe_timeout_ms")
 
 
 def _bad(path, section, key, value, allowed) -> SettingsError:

@@ -20,7 +20,7 @@ def vendor(mac: str) -> str | None:
         return None
     try:
         found = _from_index(mac)
-    except (OSError, ValueError):
+    except Exception:              # a damaged data file: ask netaddr itself
         found = None
     if found is not None:
         return found or None
@@ -44,8 +44,9 @@ def _from_index(mac: str) -> str | None:
     60 ms); the hook names one MAC with a start waiting, so it looks up just
     that entry in the same files: oui.idx lines are "<oui as int>,<offset>,
     <size>" into oui.txt, whose record starts "00-1B-21   (hex)\t\t<org>".
-    Returns "" when the OUI is not registered, None when the files are not
-    where this netaddr keeps them (the caller then asks netaddr itself).
+    Returns "" when the OUI is not registered, None when netaddr is not
+    installed; raises when its files are missing or damaged (the caller
+    then asks netaddr itself).
     """
     import importlib.util
     import os
@@ -53,7 +54,10 @@ def _from_index(mac: str) -> str | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     base = os.path.join(spec.submodule_search_locations[0], "eui")
-    key = int("".join(mac.replace("-", ":").split(":")[:3]), 16)
+    octets = mac.replace("-", ":").split(":")
+    if len(octets) != 6 or any(len(o) != 2 for o in octets):
+        raise ValueError(f"not a MAC address: {mac!r}")
+    key = int("".join(octets[:3]), 16)
     with open(os.path.join(base, "oui.idx"), "rb") as f:
         idx = b"\n" + f.read()
     i = idx.find(b"\n%d," % key)

@@ -495,3 +495,22 @@ def test_guest_ports_are_told_from_uplinks_by_pve_names():
     from phoenix_hook.hostnet import is_guest_port
     assert all(is_guest_port(p) for p in ("veth951i0", "tap120i1", "fwpr951p0", "fwln120i0"))
     assert not any(is_guest_port(p) for p in ("eno1", "bond0", "enp3s0.20", "veth0", "vethabc", "tap0"))
+
+
+def test_plan_8021ad_vlan_aware_bridge_is_an_error_not_a_wrong_vlan_probe():
+    from dataclasses import replace
+    g, n = nic0("bridge=vmbr0,ip=10.0.20.5/24,tag=20")
+    qinq = replace(link("vmbr0", BR0, vf=True), vlan_protocol=0x88A8)
+    r = plan_nic(g, n, S, facts(qinq))
+    assert r.verdict == "error" and "802.1ad (vlan_protocol 0x88a8)" in r.note
+    g, n = nic0("bridge=vmbr0,ip=10.0.0.5/24")                      # untagged NICs are fine
+    assert isinstance(plan_nic(g, n, S, facts(qinq)), acd.Candidate)
+
+
+def test_run_check_deadline_during_the_probe_is_an_error_not_a_clear(clock):
+    """The probe loop itself stops at the deadline: the NIC could not be checked."""
+    g = ct(951, "bridge=vmbr0,ip=10.0.0.151/24")
+    rep = run([g], FakeWire(clock), clock, deadline=clock.now + 0.05)
+    nic = rep.guests[0].nics[0]
+    assert (nic.verdict, rep.exit_code) == ("error", 3)
+    assert "deadline passed before probing finished" in nic.note

@@ -49,3 +49,38 @@ def test_a_claim_its_holder_no_longer_means_is_taken_over(tmp_path):
     assert asked == [(951, 1.0)]
     assert claims.claim(run, 951, "10.0.0.151", "vmbr0", None, now=102.0,
                         still_holds=lambda o, a: True) == (960, 1.0)
+
+
+def _race(run, vmid, start, out):
+    start.wait()
+    out.put((vmid, claims.claim(run, vmid, "10.0.0.151", "vmbr0", None, now=1000.0)))
+
+
+def test_of_many_hooks_racing_over_an_old_claim_exactly_one_wins(tmp_path):
+    """An old claim file is there (the usual case after the first start): the race must
+    still have one winner; read-decide-replace without a lock let several win."""
+    import multiprocessing as mp
+    run = str(tmp_path)
+    claims.claim(run, 900, "10.0.0.151", "vmbr0", None, now=1.0)        # stale by now
+    ctx = mp.get_context("fork")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(run, 951 + i, start, out)) for i in range(8)]
+    for p in procs:
+        p.start()
+    start.set()
+    results = [out.get(timeout=20) for _ in procs]
+    for p in procs:
+        p.join(timeout=20)
+    winners = [vmid for vmid, held in results if held is None]
+    assert len(winners) == 1, results
+    assert all(held[0] == winners[0] for vmid, held in results if held is not None)
+
+
+def test_release_all_drops_only_that_guests_claims(tmp_path):
+    run = str(tmp_path)
+    claims.claim(run, 951, "10.0.0.151", "vmbr0", None, now=1.0)
+    claims.claim(run, 951, "fd00::151", "vmbr0", None, now=1.0)
+    claims.claim(run, 952, "10.0.0.152", "vmbr0", None, now=1.0)
+    claims.release_all(run, 951)
+    assert sorted(p.name for p in (tmp_path / "claims").iterdir() if not p.name.startswith(".")) == \
+        ["10.0.0.152@vmbr0"]

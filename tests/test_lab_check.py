@@ -9,7 +9,7 @@ import json
 
 SQUAT_MAC = "16:0d:a0:c0:b9:1b"
 GUEST_KEYS = {"vmid", "type", "name", "verdict", "nics"}
-NIC_KEYS = {"nic", "ip", "bridge", "vlan", "verdict", "conflicts", "warnings"}
+NIC_KEYS = {"nic", "family", "ip", "bridge", "vlan", "verdict", "conflicts", "warnings"}
 CONFLICT_KEYS = {"source", "mac", "vendor", "detail"}
 WARNING_KEYS = {"source", "vmid", "node", "detail"}
 VERDICTS = {"clear", "conflict", "skipped", "error"}

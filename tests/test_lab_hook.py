@@ -333,20 +333,17 @@ def test_missing_guest_config(lab, pve, run_hook, on_error, exit_code):
     assert (r["vmid"], r["verdict"], r["exit"]) == (999, "error", exit_code)
 
 
-@pytest.mark.parametrize("on_error,exit_code", [("allow", 0), ("refuse", 1)])
-def test_deadline_ends_a_long_probe(lab, pve, run_hook, on_error, exit_code):
-    # probe_timeout_ms = 5000 means a window of at least 4T/9 = 2.2 s; the deadline is 0.5 s.
+def test_a_probe_window_longer_than_the_deadline_is_a_settings_error(lab, pve, run_hook):
+    """probe_timeout_ms = 5000 against deadline_s = 0.5 could never finish: the settings
+    are refused with one line naming both, and the guest starts unchecked, loudly."""
     pve.guest(951)
-    pve.settings(probe_timeout_ms=5000, deadline_s=0.5, on_error=on_error)
+    pve.settings(probe_timeout_ms=5000, deadline_s=0.5, on_error="refuse")
     lab.add_host("gw", "10.0.0.1/24")
     code, out, recs = run_hook(lab, 951)
-    assert code == exit_code, out
-    assert "deadline" in out, out
-    r = record_of(recs)
-    assert (r["verdict"], r["exit"]) == ("error", exit_code)
-    assert r["elapsed_ms"] < 2222, r          # ended by the deadline, not by the window
-    if on_error == "allow":
-        assert any(x.startswith("WARNING:") and "deadline" in x for x in out.splitlines()), out
+    assert code == 0, out
+    assert "probe_timeout_ms = 5000 can take 5 s, not less than deadline_s = 0.5" in out, out
+    assert any(x.startswith("WARNING:") and "not checked" in x for x in out.splitlines()), out
+    no_traceback(out)
 
 
 def test_flood_of_malformed_frames_during_a_clean_probe(lab, pve, run_hook, responder):

@@ -716,3 +716,5 @@ def test_run_check_claims_both_addresses_of_a_nic(clock):
     assert seen == [("net0", "10.0.0.151"), ("net0", "fd00::151")]
     v6 = [n for n in rep.guests[0].nics if n.ip == "fd00::151"][0]
     assert v6.verdict == "conflict" and "guest 952 on this node is starting with fd00::151" in v6.conflicts[0].detail
+    assert [(n["family"], n["ip"]) for n in rep.to_json()["guests"][0]["nics"]] == \
+        [(4, "10.0.0.151"), (6, "fd00::151")]

@@ -252,7 +252,7 @@ def test_cli_json_shape_and_the_outage(tmp_path, tree, capsys):
     g910, g951 = doc["plan"]
     assert g910["verdict"] == "clear"
     nic = g951["nics"][0]
-    assert set(nic) == {"nic", "ip", "bridge", "vlan", "verdict", "note", "conflicts", "warnings"}
+    assert set(nic) == {"nic", "family", "ip", "bridge", "vlan", "verdict", "note", "conflicts", "warnings"}
     assert {(x["kind"], tuple(x["vmids"])) for x in nic["conflicts"]} == {
         ("ip-in-use", (951, 300)), ("dhcp-pool", (951,))}
 

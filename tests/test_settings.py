@@ -181,3 +181,16 @@ def test_ignore_takes_ipv4_and_ipv6_networks():
     s = parse("[phoenix-hook]\nignore = 10.0.0.0/28, fd00::/64, 192.168.1.5\n", "x.conf")
     assert s.ignored("10.0.0.3") and s.ignored("fd00::151") and s.ignored("192.168.1.5")
     assert not s.ignored("10.0.0.16") and not s.ignored("fd01::1")
+
+
+@pytest.mark.parametrize("text,where", [
+    ("[phoenix-hook]\nprobe_timeout_ms = 20000\n", "[phoenix-hook] probe_timeout_ms = 20000 can take 20 s"),
+    ("[phoenix-hook]\ndeadline_s = 5\nprobe_timeout_ms = rfc5227\n", "probe_timeout_ms = rfc5227 can take 7 s"),
+    ("[phoenix-hook]\ndeadline_s = 2\n[guest:951]\nprobe_timeout_ms = 3000\n", "[guest:951] probe_timeout_ms = 3000"),
+])
+def test_a_probe_window_longer_than_the_deadline_is_refused(text, where):
+    """Otherwise every check would end unfinished and every guest start unchecked."""
+    with pytest.raises(SettingsError) as e:
+        parse(text, "x.conf")
+    assert where in str(e.value) and "deadline_s" in str(e.value)
+    parse("[phoenix-hook]\ndeadline_s = 10\nprobe_timeout_ms = rfc5227\n", "x.conf")   # 7 s < 10 s: fine
