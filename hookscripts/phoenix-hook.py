@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-# Proxmox VE hookscript: refuses a guest start when one of its static IPv4
-# addresses is already in use on the LAN. PVE calls it as `<vmid> <phase>`.
+# Proxmox VE hookscript: refuses a guest start when one of its static IPv4 or
+# IPv6 addresses is already in use on the LAN. PVE calls it as `<vmid> <phase>`.
 # install.sh copies this file to a snippets storage and points the first line
 # at its own virtualenv; any Python that can import phoenix_hook runs it.
 import sys

@@ -112,7 +112,8 @@ class FileSource:
 
 
 def guest_running(vmid: int, gtype: str) -> bool:
-    """Is the guest running on this node? Used by `check` only, never by the hook.
+    """Is the guest running on this node? `check` asks it; the hook asks it about the
+    holder of a claim only (claims.py), never about the guest it is starting.
 
     LXC: the container's monitor listens on the abstract unix socket
     "@/var/lib/lxc/<vmid>/command", the test PVE::LXC::check_running uses.
