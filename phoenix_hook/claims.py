@@ -53,12 +53,14 @@ def claim(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None,
     holder no longer means it (still_holds), is taken over.
     """
     import fcntl
-    now = time.time() if now is None else now
     path = _path(run_dir, ip, bridge, vlan)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     lock = os.open(os.path.join(os.path.dirname(path), ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        # The time is read under the lock: read before it, a loser could see
+        # the winner's claim as written "in the future" and take it over.
+        now = time.time() if now is None else now
         try:
             with open(path) as f:
                 held = fresh_holder(f.read(), vmid, now)

@@ -84,3 +84,26 @@ def test_release_all_drops_only_that_guests_claims(tmp_path):
     claims.release_all(run, 951)
     assert sorted(p.name for p in (tmp_path / "claims").iterdir() if not p.name.startswith(".")) == \
         ["10.0.0.152@vmbr0"]
+
+
+def test_racing_hooks_in_real_time_have_one_winner(tmp_path):
+    """With the clock read by each claimant (no fixed now): the loser must not see the
+    winner's claim as 'from the future' and take it over."""
+    import multiprocessing as mp
+    run = str(tmp_path)
+    ctx = mp.get_context("fork")
+    for attempt in range(5):
+        start, out = ctx.Event(), ctx.Queue()
+        ip = f"10.0.0.{attempt + 1}"
+
+        def race(vmid):
+            start.wait()
+            out.put((vmid, claims.claim(run, vmid, ip, "vmbr0", None)))
+        procs = [ctx.Process(target=race, args=(951 + i,)) for i in range(6)]
+        for p in procs:
+            p.start()
+        start.set()
+        results = [out.get(timeout=20) for _ in procs]
+        for p in procs:
+            p.join(timeout=20)
+        assert sum(held is None for _vmid, held in results) == 1, results
