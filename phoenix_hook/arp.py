@@ -19,7 +19,7 @@ ARP_REPLY = 2
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 ZERO_MAC = "00:00:00:00:00:00"
 ZERO_IP = "0.0.0.0"
-# Ethernet's minimum frame without FCS; the kernel does not pad AF_PACKET
+# Ethernet's minimum frame without FCS; the kernel does not pad raw-socket
 # sends on virtual devices, so pad ourselves like a NIC would.
 MIN_FRAME = 60
 _ARP_HDR = struct.Struct("!HHBBH6s4s6s4s")
@@ -76,18 +76,23 @@ def ip_to_str(raw: bytes) -> str:
     return "%d.%d.%d.%d" % tuple(raw)
 
 
+def ethernet_header(dst: str, src: str, ethertype: int, vlan: int | None = None) -> bytes:
+    """Destination, source, an 802.1Q tag when vlan is set, ethertype."""
+    if vlan is None:
+        tag = b""
+    elif 1 <= vlan <= 4094:
+        tag = struct.pack("!HH", ETH_P_8021Q, vlan)
+    else:
+        raise ValueError(f"VLAN tag {vlan} outside 1..4094")
+    return mac_to_bytes(dst) + mac_to_bytes(src) + tag + struct.pack("!H", ethertype)
+
+
 def build(op: int, *, eth_src: str, eth_dst: str, sender_mac: str, sender_ip: str,
           target_mac: str, target_ip: str, vlan: int | None = None) -> bytes:
     """Build one Ethernet frame carrying an ARP packet (RFC 826)."""
-    if vlan is not None:
-        if not 1 <= vlan <= 4094:
-            raise ValueError(f"VLAN tag {vlan} outside 1..4094")
-        tag = struct.pack("!HH", ETH_P_8021Q, vlan)
-    else:
-        tag = b""
     arp = _ARP_HDR.pack(1, ETH_P_IP, 6, 4, op, mac_to_bytes(sender_mac), ip_to_bytes(sender_ip),
                         mac_to_bytes(target_mac), ip_to_bytes(target_ip))
-    frame = mac_to_bytes(eth_dst) + mac_to_bytes(eth_src) + tag + struct.pack("!H", ETH_P_ARP) + arp
+    frame = ethernet_header(eth_dst, eth_src, ETH_P_ARP, vlan) + arp
     return frame.ljust(MIN_FRAME, b"\0")
 
 

@@ -38,7 +38,9 @@ def fresh_holder(text: str, vmid: int, now: float, ttl: float = CLAIM_TTL_S) -> 
     except ValueError:
         return None
     age = now - at
-    if other == vmid or not 0 <= age < ttl:
+    # -1 s: the claim's time is written rounded, and clocks of two processes agree
+    # only so well; a claim 'from the future' is still a claim.
+    if other == vmid or not -1.0 <= age < ttl:
         return None
     return other, age
 
@@ -70,7 +72,7 @@ def claim(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None,
             return held
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
-            f.write(f"{vmid} {now:.3f}\n")
+            f.write(f"{vmid} {now:.6f}\n")
         os.replace(tmp, path)          # none, stale, void or our own: ours now
         return None
     finally:

@@ -150,7 +150,7 @@ def local_ipv6() -> frozenset[tuple[str, str]]:
 
     The interface matters for link-local addresses (fe80::/10): one on eno1
     says nothing about the segment behind vmbr0. As for IPv4, the host's
-    own kernel never sees our raw DAD probe (it leaves by AF_PACKET), so
+    own kernel never sees our raw DAD probe (it leaves by a raw socket), so
     its own addresses are found here, not on the wire.
     """
     text = _read("/proc/net/if_inet6") or ""

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 
 from . import arp
-from .arp import ETH_P_8021Q, mac_to_bytes, mac_to_str
+from .arp import mac_to_bytes, mac_to_str
 
 ETH_P_IPV6 = 0x86DD
 IPPROTO_ICMPV6 = 58
@@ -114,12 +114,6 @@ def build(nd_type: int, *, eth_src: str, eth_dst: str, ip_src: str, ip_dst: str,
           flags: int = 0, src_lladdr: str | None = None, tgt_lladdr: str | None = None,
           vlan: int | None = None, hop_limit: int = HOP_LIMIT) -> bytes:
     """Build one Ethernet frame carrying an NS or NA (RFC 4861 4.3 / 4.4)."""
-    if vlan is not None:
-        if not 1 <= vlan <= 4094:
-            raise ValueError(f"VLAN tag {vlan} outside 1..4094")
-        tag = struct.pack("!HH", ETH_P_8021Q, vlan)
-    else:
-        tag = b""
     src, dst = ip6_to_bytes(ip_src), ip6_to_bytes(ip_dst)
     opts = b""
     if src_lladdr is not None:
@@ -129,7 +123,7 @@ def build(nd_type: int, *, eth_src: str, eth_dst: str, ip_src: str, ip_dst: str,
     body = _ND_HDR.pack(nd_type, 0, 0, flags, b"\0\0\0", ip6_to_bytes(target)) + opts
     body = body[:2] + struct.pack("!H", checksum(src, dst, body)) + body[4:]
     ip = _IPV6_HDR.pack(6 << 28, len(body), IPPROTO_ICMPV6, hop_limit, src, dst)
-    return mac_to_bytes(eth_dst) + mac_to_bytes(eth_src) + tag + struct.pack("!H", ETH_P_IPV6) + ip + body
+    return arp.ethernet_header(eth_dst, eth_src, ETH_P_IPV6, vlan) + ip + body
 
 
 def build_dad_probe(src_mac: str, target: str, vlan: int | None = None) -> bytes:

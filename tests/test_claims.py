@@ -6,7 +6,8 @@ def test_fresh_holder_is_another_guest_within_the_ttl():
     assert claims.fresh_holder("952 1000.0\n", 951, now=1010.0) == (952, 10.0)
     assert claims.fresh_holder("951 1000.0\n", 951, now=1010.0) is None          # our own
     assert claims.fresh_holder("952 1000.0\n", 951, now=1000.0 + claims.CLAIM_TTL_S) is None
-    assert claims.fresh_holder("952 2000.0\n", 951, now=1000.0) is None          # from the future
+    assert claims.fresh_holder("952 2000.0\n", 951, now=1000.0) is None          # far in the future
+    assert claims.fresh_holder("952 1000.5\n", 951, now=1000.0) == (952, -0.5)    # rounding: still fresh
     for junk in ("", "x y", "952", "952 abc", "-1 5", "952 1 2"):
         assert claims.fresh_holder(junk, 951, now=1.0) is None
 
