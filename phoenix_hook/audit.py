@@ -9,7 +9,7 @@ Findings (each names every guest involved):
                      a router guest that really is that gateway: list its
                      address in `ignore` of the settings
 - network-address, broadcast-address, gateway-outside-subnet: an address that
-                     cannot work in its own subnet (plan.address_problems)
+                     cannot work in its own subnet (addressing.address_problems)
 - malformed          a netN/ipconfigN line (or a whole config) that cannot be read
 
 "Same VLAN": the NIC's tag, untagged being one VLAN of its own; bridge names
@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from .addressing import address_problems, dhcp_pool
 from .guest import Guest
-from .plan import address_problems, dhcp_pool
 
 ORDER = ("duplicate-ip", "duplicate-mac", "dhcp-pool", "node-address", "gateway-address",
          "network-address", "broadcast-address", "gateway-outside-subnet", "malformed")

@@ -1,7 +1,7 @@
 """`phoenix-hook neigh`: this host's ARP / IPv6 neighbour table, with each entry's guest.
 
 Reads the table the kernel already has (neigh.py: `ip -j neigh`, else
-/proc/net/arp); sends nothing. Owners and flags as `scan` (scan.Owners),
+/proc/net/arp); sends nothing. Owners and flags as `scan` (owners.py),
 except that the table is one address space: claims match by address on any
 bridge or VLAN. The kernel keeps one MAC per address and device, so a live
 conflict on one segment shows here as a MAC that changes; `scan` sees it
@@ -20,6 +20,7 @@ import sys
 
 from .cli import CannotCheck, load_settings
 from . import scan, sources
+from .owners import Owners, host_claims, mac_claims
 
 
 def add_parser(sub):
@@ -45,7 +46,7 @@ def _dup_key(e) -> tuple:
     return (e.ip, e.dev) if link_local else (e.ip, None)
 
 
-def rows_for(entries, owners: scan.Owners, vendor_of=lambda mac: None, include_unresolved=False):
+def rows_for(entries, owners: Owners, vendor_of=lambda mac: None, include_unresolved=False):
     """Pure: neighbour entries -> row dicts with owner and flags, sorted by family and address."""
     macs_by_key: dict[tuple, set] = {}
     for e in entries:
@@ -73,9 +74,9 @@ def run(args) -> int:
         raise CannotCheck(exc.strerror) from None
     guests, claims = cluster_claims(settings, args.source, ipv6=True)
     addrs = neigh.read_addresses() or []
-    claims += scan.host_claims(settings.node, [(a.ip, a.mac) for a in addrs
-                                              if not ipaddress.ip_address(a.ip).is_loopback])
-    rows = rows_for(entries, scan.Owners(claims, scan.mac_claims(guests)), vendor.vendor, args.all)
+    claims += host_claims(settings.node, [(a.ip, a.mac) for a in addrs
+                                         if not ipaddress.ip_address(a.ip).is_loopback])
+    rows = rows_for(entries, Owners(claims, mac_claims(guests)), vendor.vendor, args.all)
     if args.json:
         print(json.dumps({"source": source, "rows": rows}, indent=2))
     else:

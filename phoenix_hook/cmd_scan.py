@@ -22,6 +22,8 @@ import time
 
 from .cli import CannotCheck, UsageError, load_settings
 from . import scan, sources
+from .owners import (DUP, MISMATCH, UNCLAIMED, Owners,
+                     guest_claims, host_claims, mac_claims, node_claims)
 
 # arp-scan(1) --retry-send / --retry-send-interval: a full transmit queue
 # (ENOBUFS, EAGAIN) is waited out, 20 times 5 ms, before the send counts as failed.
@@ -132,15 +134,15 @@ def cluster_claims(settings, requested_source, **guest_filter):
         nodes = sources.node_addresses(source)
     except SourceError as exc:
         raise CannotCheck(str(exc)) from None
-    claims = scan.guest_claims(guests, **guest_filter)
-    claims += scan.node_claims([(name, ip) for ip, name in nodes.items()], settings.node)
+    claims = guest_claims(guests, **guest_filter)
+    claims += node_claims([(name, ip) for ip, name in nodes.items()], settings.node)
     return guests, claims
 
 
 def _owners(settings, bridge, vlan, local, requested_source=None):
     guests, claims = cluster_claims(settings, requested_source, bridge=bridge, vlan=vlan)
-    claims += scan.host_claims(settings.node, [(ip, mac) for ip, _dev, mac in local])
-    return claims, scan.Owners(claims, scan.mac_claims(guests)), bool(guests)
+    claims += host_claims(settings.node, [(ip, mac) for ip, _dev, mac in local])
+    return claims, Owners(claims, mac_claims(guests)), bool(guests)
 
 
 class _Progress:
@@ -252,7 +254,7 @@ def run(args) -> int:
 
 
 # -- output ---------------------------------------------------------------------
-_PAINT = {scan.DUP: "31;1", scan.MISMATCH: "31;1", scan.UNCLAIMED: "33"}
+_PAINT = {DUP: "31;1", MISMATCH: "31;1", UNCLAIMED: "33"}
 
 
 def csv_text(rows, quiet) -> str:
@@ -305,9 +307,9 @@ def table(result, rows, quiet, color=False) -> str:
     if result["local"]:
         out += ["", "This host holds " + ", ".join(f"{x['ip']} ({x['iface']})" for x in result["local"])
                 + ": probed from 0.0.0.0, any answer is someone else's"]
-    problems = [r for r in rows if scan.DUP in r.flags or scan.MISMATCH in r.flags]
+    problems = [r for r in rows if DUP in r.flags or MISMATCH in r.flags]
     if problems:
-        seen = dict.fromkeys(f"{r.ip} " + " ".join(f for f in r.flags if f != scan.UNCLAIMED)
+        seen = dict.fromkeys(f"{r.ip} " + " ".join(f for f in r.flags if f != UNCLAIMED)
                              for r in problems)      # rows are in address order already
         out += ["", "Conflicts: " + "; ".join(seen)]
     return "\n".join(out)

@@ -84,7 +84,7 @@ def node_addresses(source) -> dict[str, str]:
             text = f.read()
     except OSError:
         text = ""
-    from .scan import corosync_nodes
+    from .owners import corosync_nodes
     for name, addr in corosync_nodes(text):
         out.setdefault(addr, name)
     return out

@@ -9,6 +9,7 @@ from hypothesis import given, strategies as st
 from phoenix_hook import neigh, scan
 from phoenix_hook.cmd_neigh import rows_for
 from phoenix_hook.guest import parse_config
+from phoenix_hook.owners import DUP, MISMATCH, UNCLAIMED, Owners, guest_claims, host_claims, mac_claims
 
 IP_NEIGH = json.dumps([
     {"dst": "10.0.0.151", "dev": "vmbr0", "lladdr": "52:54:00:67:89:B1", "state": ["REACHABLE"]},
@@ -97,19 +98,19 @@ def _owners():
                       "ip=10.0.0.151/24,ip6=fd00::151/64\n", 951, "lxc", "pve1"),
          parse_config("hostname: qdrant\nnet0: name=eth0,bridge=vmbr1,hwaddr=52:54:00:67:89:B2,"
                       "ip=10.0.1.152/24,ip6=fd00::152/64,tag=30\n", 952, "lxc", "pve1")]
-    claims = scan.guest_claims(g, ipv6=True) + scan.host_claims("pve1", [("10.0.0.1", "02:aa:00:00:00:01")])
-    return scan.Owners(claims, scan.mac_claims(g))
+    claims = guest_claims(g, ipv6=True) + host_claims("pve1", [("10.0.0.1", "02:aa:00:00:00:01")])
+    return Owners(claims, mac_claims(g))
 
 
 def test_rows_owner_flags_and_unresolved():
     entries = neigh.parse_ip_neigh_json(IP_NEIGH)
     rows = {(r["ip"], r["mac"]): r for r in rows_for(entries, _owners())}
     assert rows[("10.0.0.151", "52:54:00:67:89:b1")]["owner"] == "CT 951 vllm-granite-embed-r2"
-    assert rows[("10.0.0.1", "00:1b:21:aa:bb:cc")]["flags"] == [scan.MISMATCH]      # someone has our address
+    assert rows[("10.0.0.1", "00:1b:21:aa:bb:cc")]["flags"] == [MISMATCH]      # someone has our address
     ll = rows[("fe80::5054:ff:fe67:89b1", "52:54:00:67:89:b1")]
     assert (ll["owner_vmid"], ll["owner_by"], ll["flags"]) == (951, "mac", [])       # link-local, by MAC
     v6 = rows[("fd00::152", "02:00:00:00:01:52")]                                    # any bridge, any VLAN
-    assert v6["owner"] == "CT 952 qdrant" and v6["flags"] == [scan.MISMATCH]
+    assert v6["owner"] == "CT 952 qdrant" and v6["flags"] == [MISMATCH]
     assert ("10.0.0.99", None) not in rows
     assert ("10.0.0.99", None) in {(r["ip"], r["mac"]) for r in rows_for(entries, _owners(),
                                                                        include_unresolved=True)}
@@ -119,8 +120,8 @@ def test_rows_owner_flags_and_unresolved():
 def test_dup_across_devices():
     entries = [neigh.Neighbour("10.0.0.5", 4, "02:00:00:00:00:01", "vmbr0"),
                neigh.Neighbour("10.0.0.5", 4, "02:00:00:00:00:02", "vmbr1")]
-    rows = rows_for(entries, scan.Owners())
-    assert [r["flags"] for r in rows] == [[scan.DUP, scan.UNCLAIMED]] * 2
+    rows = rows_for(entries, Owners())
+    assert [r["flags"] for r in rows] == [[DUP, UNCLAIMED]] * 2
     assert scan.exit_code(r["flags"] for r in rows) == 1
 
 
@@ -131,12 +132,12 @@ def test_link_local_is_per_device():
                neigh.Neighbour("fe80::1", 6, "02:00:00:00:00:02", "vmbr1"),
                neigh.Neighbour("169.254.1.1", 4, "02:00:00:00:00:03", "vmbr0"),
                neigh.Neighbour("169.254.1.1", 4, "02:00:00:00:00:04", "vmbr1")]
-    rows = rows_for(entries, scan.Owners())
-    assert all(scan.DUP not in r["flags"] for r in rows), rows
+    rows = rows_for(entries, Owners())
+    assert all(DUP not in r["flags"] for r in rows), rows
     assert scan.exit_code(r["flags"] for r in rows) == 0
     same_dev = [neigh.Neighbour("fe80::1", 6, "02:00:00:00:00:01", "vmbr0"),
                 neigh.Neighbour("fe80::1", 6, "02:00:00:00:00:02", "vmbr0")]
-    assert [r["flags"] for r in rows_for(same_dev, scan.Owners())] == [[scan.DUP, scan.UNCLAIMED]] * 2
+    assert [r["flags"] for r in rows_for(same_dev, Owners())] == [[DUP, UNCLAIMED]] * 2
 
 
 def test_neigh_command_in_a_lab(lab, pve, run_cli):

@@ -14,6 +14,8 @@ from hypothesis import given, settings, strategies as st
 
 from phoenix_hook import arp, scan
 from phoenix_hook.guest import parse_config
+from phoenix_hook.owners import (DUP, MISMATCH, UNCLAIMED, Owners,
+                                 corosync_nodes, guest_claims, host_claims, mac_claims, node_claims)
 from phoenix_hook.wire import WireError
 
 BR_MAC = "02:aa:00:00:00:01"
@@ -217,10 +219,10 @@ def guests():
 
 def owners(bridge="vmbr0", vlan=None):
     g = guests()
-    claims = scan.guest_claims(g, bridge=bridge, vlan=vlan)
-    claims += scan.host_claims("pve1", [("10.0.0.1", BR_MAC)])
-    claims += scan.node_claims([("pve1", "10.0.0.1"), ("pve2", "10.0.0.2")], "pve1")
-    return claims, scan.Owners(claims, scan.mac_claims(g))
+    claims = guest_claims(g, bridge=bridge, vlan=vlan)
+    claims += host_claims("pve1", [("10.0.0.1", BR_MAC)])
+    claims += node_claims([("pve1", "10.0.0.1"), ("pve2", "10.0.0.2")], "pve1")
+    return claims, Owners(claims, mac_claims(g))
 
 
 def rows_for(answers, **kw):
@@ -236,19 +238,19 @@ def test_owner_and_no_flags_when_the_configured_mac_answers():
 
 def test_mac_mismatch_names_the_guest_the_mac_belongs_to():
     r = rows_for({"10.0.0.152": {"52:54:00:67:89:b3": 0}})[("10.0.0.152", "52:54:00:67:89:b3")]
-    assert r.flags == [scan.MISMATCH] and r.owner == "CT 952 qdrant-VSCodeRag"
+    assert r.flags == [MISMATCH] and r.owner == "CT 952 qdrant-VSCodeRag"
     assert r.mac_owner == "CT 953 Nginx-VscodeRag"
 
 
 def test_dup_flags_both_macs():
     rows = rows_for({"10.0.0.151": {"52:54:00:67:89:b1": 0, "02:00:00:00:00:77": 0}})
-    assert rows[("10.0.0.151", "52:54:00:67:89:b1")].flags == [scan.DUP]
-    assert rows[("10.0.0.151", "02:00:00:00:00:77")].flags == [scan.DUP, scan.MISMATCH]
+    assert rows[("10.0.0.151", "52:54:00:67:89:b1")].flags == [DUP]
+    assert rows[("10.0.0.151", "02:00:00:00:00:77")].flags == [DUP, MISMATCH]
 
 
 def test_unclaimed_and_owner_by_mac():
     rows = rows_for({"10.0.0.60": {"00:1b:21:00:00:60": 0}, "10.0.0.61": {"52:54:00:67:89:b6": 0}})
-    assert rows[("10.0.0.60", "00:1b:21:00:00:60")].flags == [scan.UNCLAIMED]
+    assert rows[("10.0.0.60", "00:1b:21:00:00:60")].flags == [UNCLAIMED]
     dhcp = rows[("10.0.0.61", "52:54:00:67:89:b6")]
     assert (dhcp.owner, dhcp.owner_vmid, dhcp.owner_by, dhcp.flags) == ("CT 956 dhcp-guest", 956, "mac", [])
 
@@ -256,7 +258,7 @@ def test_unclaimed_and_owner_by_mac():
 def test_host_and_cluster_nodes_own_their_addresses():
     rows = rows_for({"10.0.0.1": {"02:00:00:00:00:66": 0}, "10.0.0.2": {"02:00:00:00:00:02": 0}})
     thief = rows[("10.0.0.1", "02:00:00:00:00:66")]
-    assert thief.owner == "host pve1" and thief.flags == [scan.MISMATCH]
+    assert thief.owner == "host pve1" and thief.flags == [MISMATCH]
     node = rows[("10.0.0.2", "02:00:00:00:00:02")]
     assert node.owner == "host pve2" and node.flags == []      # MAC unknown: no mismatch claimed
 
@@ -272,11 +274,11 @@ def test_qemu_guest_on_another_node_and_vlan_scoping():
 def test_two_guests_configured_with_one_address():
     g = [parse_config(f"hostname: g{v}\nnet0: name=eth0,bridge=vmbr0,hwaddr=02:00:00:00:00:{v - 900:02x},"
                       f"ip=10.0.0.5/24\n", v, "lxc", "pve1") for v in (901, 902)]
-    o = scan.Owners(scan.guest_claims(g, "vmbr0"), scan.mac_claims(g))
+    o = Owners(guest_claims(g, "vmbr0"), mac_claims(g))
     (r,) = scan.build_rows({"10.0.0.5": {"02:00:00:00:00:02": 0}}, o)
     assert (r.owner, r.owner_vmid, r.flags) == ("CT 902 g902", 902, [])
     (r,) = scan.build_rows({"10.0.0.5": {"02:00:00:00:00:99": 0}}, o)
-    assert r.owner == "CT 901 g901, CT 902 g902" and r.flags == [scan.MISMATCH]
+    assert r.owner == "CT 901 g901, CT 902 g902" and r.flags == [MISMATCH]
 
 
 def test_silent_lists_configured_addresses_that_did_not_answer():
@@ -290,10 +292,10 @@ def test_silent_lists_configured_addresses_that_did_not_answer():
 
 def test_rows_sorted_by_address_and_exit_code():
     rows = scan.build_rows({scan.ip_int("10.0.0.10"): {"02:00:00:00:00:0a": 0},
-                            "10.0.0.9": {"02:00:00:00:00:09": 0}}, scan.Owners())
+                            "10.0.0.9": {"02:00:00:00:00:09": 0}}, Owners())
     assert [r.ip for r in rows] == ["10.0.0.9", "10.0.0.10"]
     assert scan.exit_code(r.flags for r in rows) == 0            # UNCLAIMED is no conflict
-    assert scan.exit_code([[scan.DUP]]) == 1 and scan.exit_code([[scan.MISMATCH]]) == 1
+    assert scan.exit_code([[DUP]]) == 1 and scan.exit_code([[MISMATCH]]) == 1
     assert json.dumps(rows[0].to_json())
 
 
@@ -331,20 +333,20 @@ totem {
 
 
 def test_corosync_nodes():
-    assert scan.corosync_nodes(COROSYNC) == [("pve1", "10.0.0.11"), ("pve2", "10.0.0.12")]
-    assert [c.owner for c in scan.node_claims(scan.corosync_nodes(COROSYNC), "pve1")] == ["host pve2"]
+    assert corosync_nodes(COROSYNC) == [("pve1", "10.0.0.11"), ("pve2", "10.0.0.12")]
+    assert [c.owner for c in node_claims(corosync_nodes(COROSYNC), "pve1")] == ["host pve2"]
 
 
 @given(st.text())
 def test_corosync_parser_never_raises(text):
-    for name, ip in scan.corosync_nodes(text):
+    for name, ip in corosync_nodes(text):
         ipaddress.ip_address(ip)
 
 
 @given(st.lists(st.sampled_from(["nodelist {", "node {", "}", "name: a", "ring0_addr: 10.0.0.1",
                                  "ring1_addr: ::1", "ring0_addr: x", "{", "quorum {"]), max_size=30))
 def test_corosync_parser_on_shuffled_structure(lines):
-    scan.corosync_nodes("\n".join(lines))
+    corosync_nodes("\n".join(lines))
 
 
 # -- the driver loop over a fake wire ------------------------------------------------
