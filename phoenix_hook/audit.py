@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 
 from .addressing import address_problems, dhcp_pool
-from .guest import Guest
+from .guest import Guest, label_for
 
 ORDER = ("duplicate-ip", "duplicate-mac", "dhcp-pool", "node-address", "gateway-address",
          "network-address", "broadcast-address", "gateway-outside-subnet", "malformed")
@@ -38,7 +38,7 @@ class Where:
 
     @property
     def label(self) -> str:
-        return f"{'CT' if self.type == 'lxc' else 'VM'} {self.vmid}" + (f" {self.nic}" if self.nic else "")
+        return label_for(self.type, self.vmid) + (f" {self.nic}" if self.nic else "")
 
     def to_json(self) -> dict:
         return {"vmid": self.vmid, "type": self.type, "node": self.node, "nic": self.nic,

@@ -176,11 +176,8 @@ def config_warnings(guest: Guest, nic: Nic, cluster, family: int = 4) -> list[Fi
         for on in other.nics:
             theirs = on.address if family == 4 else on.address6
             if theirs == mine and on.bridge == nic.bridge and on.tag == nic.tag:
-                what = "template " if other.template else ""
-                name = f" ({other.name})" if other.name else ""
                 out.append(Finding(source="config", vmid=other.vmid, node=other.node,
-                                   detail=f"{what}{other.label}{name} on node {other.node} is also "
-                                          f"configured with {mine} ({on.key})"))
+                                   detail=f"{other.describe()} is also configured with {mine} ({on.key})"))
     return out
 
 

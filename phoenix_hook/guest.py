@@ -84,6 +84,11 @@ class Nic:
         return ipaddress.IPv4Network(f"{self.address}/{self.prefixlen}", strict=False)
 
 
+def label_for(gtype: str, vmid: int) -> str:
+    """How PVE's GUI names a guest: "CT 951" for a container, "VM 120" for a VM."""
+    return f"{'CT' if gtype == 'lxc' else 'VM'} {vmid}"
+
+
 @dataclass(frozen=True)
 class Guest:
     vmid: int
@@ -98,8 +103,14 @@ class Guest:
 
     @property
     def label(self) -> str:
-        kind = "CT" if self.type == "lxc" else "VM"
-        return f"{kind} {self.vmid}"
+        return label_for(self.type, self.vmid)
+
+    def describe(self, nic_key: str | None = None) -> str:
+        """"template CT 910 (Portainer) net0 on node pve2": a guest named for a message."""
+        kind = "template " if self.template else ""
+        name = f" ({self.name})" if self.name else ""
+        where = f" on node {self.node}" if self.node else ""
+        return f"{kind}{self.label}{name}" + (f" {nic_key}" if nic_key else "") + where
 
     def nic(self, key: str) -> Nic | None:
         return next((n for n in self.nics if n.key == key), None)

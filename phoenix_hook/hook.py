@@ -11,7 +11,6 @@ import sys
 
 from . import paths
 
-PHASES = ("pre-start", "post-start", "pre-stop", "post-stop")
 P = "phoenix-hook:"
 
 

@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, replace
 
 from .addressing import address_problems, dhcp_pool
-from .guest import Guest, Nic
+from .guest import Guest, Nic, label_for
 
 MAX_VMID = 999_999_999            # pve-common: VMIDs 100..999999999
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
@@ -70,7 +70,7 @@ class PlanEntry:
 
     @property
     def label(self) -> str:
-        return f"{'CT' if self.type == 'lxc' else 'VM'} {self.vmid}"
+        return label_for(self.type, self.vmid)
 
     @property
     def network(self) -> ipaddress.IPv4Network | None:
@@ -334,13 +334,6 @@ def _labels(items) -> str:
     return ", ".join(items)
 
 
-def _guest_label(g: Guest, nic_key: str | None = None) -> str:
-    kind = "template " if g.template else ""
-    name = f" ({g.name})" if g.name else ""
-    where = f" on node {g.node}" if g.node else ""
-    return f"{kind}{g.label}{name}" + (f" {nic_key}" if nic_key else "") + where
-
-
 @dataclass(frozen=True)
 class Issue:
     """One problem with one planned NIC. vmids: every guest involved, this one first."""
@@ -395,7 +388,7 @@ def check_plan(entries: list[PlanEntry], selected: list[PlanEntry] | None = None
             if n.hwaddr:
                 c_mac.setdefault(n.hwaddr, []).append((g, n))
             if n.gw and n.address:
-                gateways.setdefault((n.gw, n.tag), []).append((g.vmid, _guest_label(g, n.key)))
+                gateways.setdefault((n.gw, n.tag), []).append((g.vmid, g.describe(n.key)))
 
     for e in selected:
         issues = out[(e.vmid, e.nic)]
@@ -406,7 +399,7 @@ def check_plan(entries: list[PlanEntry], selected: list[PlanEntry] | None = None
 
         existing = c_vmid.get(e.vmid)
         if existing is not None and existing.type != e.type:
-            add("vmid-in-use", f"VMID {e.vmid} is already {_guest_label(existing)}; pick a free VMID "
+            add("vmid-in-use", f"VMID {e.vmid} is already {existing.describe()}; pick a free VMID "
                 f"(pvesh get /cluster/nextid)", [existing.vmid], node=existing.node)
         if e.address:
             twins = [o for o in by_ip[(e.address, e.vlan)] if (o.vmid, o.nic) != (e.vmid, e.nic)]
@@ -416,7 +409,7 @@ def check_plan(entries: list[PlanEntry], selected: list[PlanEntry] | None = None
             users = [(g, n) for g, n in c_ip.get((e.address, e.vlan), [])
                      if not (g.vmid == e.vmid and g.type == e.type)]
             for g, n in users:
-                add("ip-in-use", f"{e.address} is already configured on {_guest_label(g, n.key)}",
+                add("ip-in-use", f"{e.address} is already configured on {g.describe(n.key)}",
                     [g.vmid], node=g.node)
             for kind, words in address_problems(e.address, e.prefixlen, e.gw):
                 add(kind, words)
@@ -442,6 +435,6 @@ def check_plan(entries: list[PlanEntry], selected: list[PlanEntry] | None = None
             users = [(g, n) for g, n in c_mac.get(e.mac, [])
                      if not (g.vmid == e.vmid and g.type == e.type)]
             for g, n in users:
-                add("mac-in-use", f"MAC {e.mac} is already used by {_guest_label(g, n.key)}",
+                add("mac-in-use", f"MAC {e.mac} is already used by {g.describe(n.key)}",
                     [g.vmid], mac=e.mac, node=g.node)
     return out

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .guest import label_for
+
 # Worst wins: a conflict outranks not being able to check, which outranks
 # a clear result, which outranks having nothing to check.
 VERDICTS = ("skipped", "clear", "error", "conflict")
@@ -72,7 +74,7 @@ class GuestResult:
 
     @property
     def label(self) -> str:
-        return f"{'CT' if self.type == 'lxc' else 'VM'} {self.vmid}"
+        return label_for(self.type, self.vmid)
 
     def to_json(self) -> dict:
         return {"vmid": self.vmid, "type": self.type, "name": self.name, "verdict": self.verdict,

@@ -28,7 +28,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from .guest import Guest
+from .guest import Guest, label_for
 
 FORMATS = ("dnsmasq", "isc", "kea", "csv")
 _LABEL_BAD = re.compile(r"[^a-z0-9-]+")
@@ -53,7 +53,7 @@ class Reservation:
 
     @property
     def label(self) -> str:
-        return f"{'CT' if self.type == 'lxc' else 'VM'} {self.vmid} {self.nic}"
+        return f"{label_for(self.type, self.vmid)} {self.nic}"
 
     @property
     def subnet(self) -> str:

@@ -52,26 +52,31 @@ def test_a_claim_its_holder_no_longer_means_is_taken_over(tmp_path):
                         still_holds=lambda o, a: True) == (960, 1.0)
 
 
-def _race(run, vmid, start, out):
-    start.wait()
-    out.put((vmid, claims.claim(run, vmid, "10.0.0.151", "vmbr0", None, now=1000.0)))
-
-
-def test_of_many_hooks_racing_over_an_old_claim_exactly_one_wins(tmp_path):
-    """An old claim file is there (the usual case after the first start): the race must
-    still have one winner; read-decide-replace without a lock let several win."""
+def _race(run, ip, vmids, now=None):
+    """[(vmid, claim result)] of one claim per vmid, all released at once from forked processes."""
     import multiprocessing as mp
-    run = str(tmp_path)
-    claims.claim(run, 900, "10.0.0.151", "vmbr0", None, now=1.0)        # stale by now
     ctx = mp.get_context("fork")
     start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_race, args=(run, 951 + i, start, out)) for i in range(8)]
+
+    def one(vmid):
+        start.wait()
+        out.put((vmid, claims.claim(run, vmid, ip, "vmbr0", None, now=now)))
+    procs = [ctx.Process(target=one, args=(vmid,)) for vmid in vmids]
     for p in procs:
         p.start()
     start.set()
     results = [out.get(timeout=20) for _ in procs]
     for p in procs:
         p.join(timeout=20)
+    return results
+
+
+def test_of_many_hooks_racing_over_an_old_claim_exactly_one_wins(tmp_path):
+    """An old claim file is there (the usual case after the first start): the race must
+    still have one winner; read-decide-replace without a lock let several win."""
+    run = str(tmp_path)
+    claims.claim(run, 900, "10.0.0.151", "vmbr0", None, now=1.0)        # stale by now
+    results = _race(run, "10.0.0.151", range(951, 959), now=1000.0)
     winners = [vmid for vmid, held in results if held is None]
     assert len(winners) == 1, results
     assert all(held[0] == winners[0] for vmid, held in results if held is not None)
@@ -90,21 +95,6 @@ def test_release_all_drops_only_that_guests_claims(tmp_path):
 def test_racing_hooks_in_real_time_have_one_winner(tmp_path):
     """With the clock read by each claimant (no fixed now): the loser must not see the
     winner's claim as 'from the future' and take it over."""
-    import multiprocessing as mp
-    run = str(tmp_path)
-    ctx = mp.get_context("fork")
     for attempt in range(5):
-        start, out = ctx.Event(), ctx.Queue()
-        ip = f"10.0.0.{attempt + 1}"
-
-        def race(vmid):
-            start.wait()
-            out.put((vmid, claims.claim(run, vmid, ip, "vmbr0", None)))
-        procs = [ctx.Process(target=race, args=(951 + i,)) for i in range(6)]
-        for p in procs:
-            p.start()
-        start.set()
-        results = [out.get(timeout=20) for _ in procs]
-        for p in procs:
-            p.join(timeout=20)
+        results = _race(str(tmp_path), f"10.0.0.{attempt + 1}", range(951, 957))
         assert sum(held is None for _vmid, held in results) == 1, results
