@@ -240,7 +240,7 @@ def main(argv=None) -> int:
         _, out = timed(cmd + ["audit", "--source", "api", "--json"], aenv)
         api_doc = json.loads(out)
 
-        from phoenix_hook import pveapi
+        from phoenix_hook.pve import api as pveapi
         from phoenix_hook.settings import load
         api = load(aconf).api
 

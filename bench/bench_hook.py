@@ -41,7 +41,7 @@ def conf_line(vmid, nics):
 
 
 def outer(args) -> int:
-    from phoenix_hook.lab import Lab, available, write_tree
+    from phoenix_hook.net.lab import Lab, available, write_tree
     why = available()
     if why:
         print(f"bench_hook: {why}", file=sys.stderr)

@@ -117,7 +117,7 @@ def version(argv) -> str:
 
 
 def outer(args) -> int:
-    from phoenix_hook.lab import Lab, available, write_tree
+    from phoenix_hook.net.lab import Lab, available, write_tree
     why = available()
     missing = [t for t in ("arp-scan", "nmap") if shutil.which(t) is None]
     if why or missing:
@@ -239,7 +239,7 @@ def report(res, macs, lossy, args) -> str:
 
 
 def scan_default(name):
-    from phoenix_hook import scan
+    from phoenix_hook.net import scan
     return getattr(scan, name)
 
 

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from phoenix_hook.cli.main import main
 
 sys.exit(main())

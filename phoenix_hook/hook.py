@@ -9,7 +9,7 @@ last-resort timer that exits the process whatever it is doing.
 import os
 import sys
 
-from . import paths
+from phoenix_hook import paths
 
 P = "phoenix-hook:"
 
@@ -48,8 +48,8 @@ def main(argv=None, environ=None) -> int:
 
 
 def _release_claims(vmid: int, environ) -> None:
-    from . import claims
-    from .settings import SettingsError, load
+    from phoenix_hook.pve import claims
+    from phoenix_hook.settings import SettingsError, load
     try:
         claims.release_all(load(environ=environ).run_dir, vmid)
     except SettingsError:
@@ -61,7 +61,7 @@ def pre_start(vmid: int, environ) -> int:
     import threading
     import time
 
-    from .settings import SettingsError, load
+    from phoenix_hook.settings import SettingsError, load
 
     t0 = time.monotonic()
     try:
@@ -82,7 +82,7 @@ def pre_start(vmid: int, environ) -> int:
     # pmxcfs read), still end the process shortly after the deadline.
     def _backstop():
         if refuse:
-            from . import claims
+            from phoenix_hook.pve import claims
             claims.release_all(settings.run_dir, vmid)
         why = f"the check did not finish within deadline_s = {settings.deadline_s:g}"
         say(f"{P} guest {vmid}: {why}; "
@@ -122,7 +122,7 @@ def pre_start(vmid: int, environ) -> int:
         signal.setitimer(signal.ITIMER_REAL, 0)
         timer.cancel()
         if code != 0:                  # not starting: the addresses are not ours to hold
-            from . import claims
+            from phoenix_hook.pve import claims
             for address, bridge, tag in claimed:
                 claims.release(settings.run_dir, vmid, address, bridge, tag)
     return code
@@ -131,10 +131,10 @@ def pre_start(vmid: int, environ) -> int:
 def _decide(vmid, settings, mode, timeout, t0, record, claimed) -> int:
     import signal
 
-    from . import claims
-    from .check import Options, run_check
-    from .pve import FileSource, SourceError, guest_running
-    from .report import task_log_lines
+    from phoenix_hook.pve import claims
+    from phoenix_hook.checks.check import Options, run_check
+    from phoenix_hook.pve.files import FileSource, SourceError, guest_running
+    from phoenix_hook.checks.report import task_log_lines
 
     source = FileSource(settings.pve_root, settings.node)
     try:
@@ -202,7 +202,7 @@ def _decide(vmid, settings, mode, timeout, t0, record, claimed) -> int:
 def _log_migration(vmid, environ) -> None:
     import time
 
-    from .settings import SettingsError, load
+    from phoenix_hook.settings import SettingsError, load
     try:
         settings = load(environ=environ)
     except SettingsError:

@@ -10,8 +10,8 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 
-from .paths import SETTINGS_ENV as ENV_VAR
-from .paths import settings_file
+from phoenix_hook.paths import SETTINGS_ENV as ENV_VAR
+from phoenix_hook.paths import settings_file
 
 SECTION = "phoenix-hook"
 MODES = ("enforce", "warn", "off")
@@ -23,8 +23,7 @@ GUEST_KEYS = {"mode", "probe_timeout_ms"}
 API_SECTION = "api"
 
 
-class SettingsError(ValueError):
-    """A bad settings file or value; str() is the one line to show the admin."""
+from phoenix_hook.errors import SettingsError  # noqa: E402,F401 (re-exported)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Shared fixtures: a namespace lab, a PVE config tree, and the hookscript run as PVE runs it.
 
-Lab tests build their own network namespaces (phoenix_hook.lab.Lab, a
+Lab tests build their own network namespaces (phoenix_hook.net.lab.Lab, a
 per-run prefix) and delete them afterwards, also when the test fails.
 Nothing here sends a frame outside those namespaces.
 """
@@ -90,7 +90,7 @@ class PveTree:
         return self.conf
 
     def write(self, vmid: int, text: str, node: str | None = None) -> Path:
-        from phoenix_hook.lab import write_tree
+        from phoenix_hook.net.lab import write_tree
         write_tree(str(self.root), node or self.node, {vmid: text})
         return self.root / "nodes" / (node or self.node) / "lxc" / f"{vmid}.conf"
 
@@ -119,7 +119,7 @@ class PveTree:
 
 @pytest.fixture
 def lab():
-    from phoenix_hook import lab as labmod
+    from phoenix_hook.net import lab as labmod
     reason = labmod.available()
     if reason:
         print(f"skipping lab test: {reason}", file=sys.stderr)
@@ -236,7 +236,7 @@ def clock(monkeypatch):
     """probe.run on a simulated clock; the fake wires advance it in receive()."""
     import functools
 
-    from phoenix_hook import probe
+    from phoenix_hook.net import probe
     c = Clock()
     monkeypatch.setattr(probe, "run", functools.partial(probe.run, clock=c))
     return c

@@ -3,7 +3,7 @@
 
 The kernel here has no 802.1Q devices and no netem (REFERENCE section 9), so
 tagged hosts, slow hosts, lossy hosts, hosts that probe back and a source of
-garbage frames are this script on an AF_PACKET socket (phoenix_hook.wire)
+garbage frames are this script on an AF_PACKET socket (phoenix_hook.net.wire)
 inside a lab namespace. Never run it on a machine's own interfaces: it
 answers ARP for any address it is given.
 
@@ -48,8 +48,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from phoenix_hook import arp, ndp  # noqa: E402
-from phoenix_hook.wire import Wire, WireError  # noqa: E402
+from phoenix_hook.net import arp, ndp  # noqa: E402
+from phoenix_hook.net.wire import Wire, WireError  # noqa: E402
 
 FLOOD_RATE = 2000          # frames per second, upper bound
 FLOOD_BURST = 20

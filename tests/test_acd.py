@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from phoenix_hook import acd, arp
+from phoenix_hook.net import acd, arp
 
 BR = "02:00:00:00:00:01"        # bridge MAC (ours)
 HOST2 = "02:00:00:00:00:02"     # another interface of this host

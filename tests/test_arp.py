@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from phoenix_hook import arp
+from phoenix_hook.net import arp
 
 BR = "02:00:00:00:00:01"
 SQUAT = "16:0d:a0:c0:b9:1b"

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from phoenix_hook import audit, cli, lab as labmod, sources
-from phoenix_hook.guest import parse_config
-from phoenix_hook.pve import FileSource, SourceError
+from phoenix_hook.checks import audit
+from phoenix_hook.cli import main as cli
+from phoenix_hook.net import lab as labmod
+from phoenix_hook.pve import sources
+from phoenix_hook.pve.guest import parse_config
+from phoenix_hook.pve.files import FileSource, SourceError
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "phoenix_lxc_configs.json"
 

@@ -6,13 +6,14 @@ import errno
 
 import pytest
 
-from phoenix_hook import acd, arp, check
-from phoenix_hook.check import HostFacts, Options, config_warnings, mac_owners, plan_nic, run_check, wire_finding
-from phoenix_hook.guest import Guest, Nic, parse_config, with_node
-from phoenix_hook.hostnet import Link
-from phoenix_hook.report import NicResult
+from phoenix_hook.net import acd, arp
+from phoenix_hook.checks import check
+from phoenix_hook.checks.check import HostFacts, Options, config_warnings, mac_owners, plan_nic, run_check, wire_finding
+from phoenix_hook.pve.guest import Guest, Nic, parse_config, with_node
+from phoenix_hook.net.hostnet import Link
+from phoenix_hook.checks.report import NicResult
 from phoenix_hook.settings import Settings, parse as parse_settings
-from phoenix_hook.wire import WireError
+from phoenix_hook.net.wire import WireError
 
 BR0 = "02:aa:00:00:00:01"
 BR1 = "02:aa:00:00:00:02"
@@ -469,7 +470,7 @@ def test_plan_vlan_aware_bridge_without_that_vlan_on_itself_is_an_error():
 
 
 def test_parse_bridge_vlans_reads_ranges_and_only_the_bridge_itself():
-    from phoenix_hook.hostnet import parse_bridge_vlans
+    from phoenix_hook.net.hostnet import parse_bridge_vlans
     text = ('[{"ifname":"vmbr0","vlans":[{"vlan":1,"flags":["PVID","Egress Untagged"]},'
             '{"vlan":2,"vlanEnd":5}]},{"ifname":"eno1","vlans":[{"vlan":20}]}]')
     assert parse_bridge_vlans(text, "vmbr0") == {1: True, 2: False, 3: False, 4: False, 5: False}
@@ -492,7 +493,7 @@ def test_plan_uplinks_all_down_is_an_error_not_a_clear():
 
 
 def test_guest_ports_are_told_from_uplinks_by_pve_names():
-    from phoenix_hook.hostnet import is_guest_port
+    from phoenix_hook.net.hostnet import is_guest_port
     assert all(is_guest_port(p) for p in ("veth951i0", "tap120i1", "fwpr951p0", "fwln120i0"))
     assert not any(is_guest_port(p) for p in ("eno1", "bond0", "enp3s0.20", "veth0", "vethabc", "tap0"))
 

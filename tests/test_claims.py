@@ -1,5 +1,5 @@
 """Node-local claims (claims.py): who holds an address while its guest is starting."""
-from phoenix_hook import claims
+from phoenix_hook.pve import claims
 
 
 def test_fresh_holder_is_another_guest_within_the_ttl():

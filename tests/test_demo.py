@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from phoenix_hook import lab
+from phoenix_hook.net import lab
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(lab.available() is not None, reason=f"demo: {lab.available()}")

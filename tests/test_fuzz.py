@@ -6,9 +6,9 @@ import re
 
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from phoenix_hook import arp
+from phoenix_hook.net import arp
 from phoenix_hook import settings as ph_settings
-from phoenix_hook.guest import parse_config, parse_props
+from phoenix_hook.pve.guest import parse_config, parse_props
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _SECTION = re.compile(r"^\[([^\]]+)\]\s*$")

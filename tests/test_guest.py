@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix_hook.guest import (merge_pending, parse_config, parse_props, pending_network_changes,
+from phoenix_hook.pve.guest import (merge_pending, parse_config, parse_props, pending_network_changes,
                                 split_sections, with_node)
 
 # REFERENCE section 3, verbatim.

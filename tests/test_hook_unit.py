@@ -5,7 +5,9 @@ import socket
 
 import pytest
 
-from phoenix_hook import check, hook, wire
+from phoenix_hook.checks import check
+from phoenix_hook import hook
+from phoenix_hook.net import wire
 from phoenix_hook.settings import SettingsError, parse
 
 

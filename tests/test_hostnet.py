@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from phoenix_hook import hostnet, vendor
+from phoenix_hook.net import hostnet, vendor
 
 # /proc/net/fib_trie of a PVE node with vmbr0 10.0.0.2/24, vmbr1 192.168.50.2/24 and a
 # /32 service address 10.0.5.5 on vmbr0; both tables list the same trie (kernel >= 4.x).

@@ -45,7 +45,7 @@ def net(ip, mac, bridge="vmbr0", **kw) -> str:
 
 def send_marker(lab, ip=MARKER_IP, iface="vmbr0") -> None:
     """One RFC 5227 probe for ip from the PVE host, sent by hand inside the lab."""
-    code = ("import sys; from phoenix_hook import arp, wire, hostnet\n"
+    code = ("import sys; from phoenix_hook.net import arp, wire, hostnet\n"
             f"w = wire.Wire([{iface!r}]); w.send({iface!r}, arp.build_probe(hostnet.link({iface!r}).mac, {ip!r}))")
     p = lab.run(lab.pve, [sys.executable, "-c", code], env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert p.returncode == 0, p.stderr
@@ -373,7 +373,7 @@ def test_flood_never_sends_a_well_formed_claim():
     import random
 
     import responder as resp
-    from phoenix_hook import arp
+    from phoenix_hook.net import arp
     ips = ["10.0.0.151", "10.0.0.152"]
     gen = resp.flood_frames(random.Random(1), "16:0d:a0:c0:b9:1b", ips)
     frames = [next(gen) for _ in range(20000)]
@@ -540,7 +540,7 @@ def test_malformed_address_is_a_clear_error(lab, pve, run_hook):
 
 
 def test_qemu_guest_with_cloud_init_address(lab, pve, run_hook):
-    from phoenix_hook.lab import write_tree
+    from phoenix_hook.net.lab import write_tree
     write_tree(str(pve.root), pve.node, {9100: "name: web1\nnet0: virtio=BC:24:11:00:91:00,bridge=vmbr0,firewall=1\n"
                                                "ipconfig0: ip=10.0.0.151/24,gw=10.0.0.1\nostype: l26\n"}, kind="qemu")
     lab.add_host("rogue", "10.0.0.151/24", mac=SQUAT_MAC)
@@ -584,7 +584,7 @@ def test_other_phases_import_nothing_heavy(lab, pve, run_hook):
     assert "site" in lines and "phoenix_hook.hook" in lines, out     # the profile did record imports
     imported = set(lines[lines.index("site") + 1:])                  # ours, not the interpreter's startup
     heavy = {m for m in imported if m.split(".")[0] in ("netaddr", "socket", "json", "subprocess", "threading")
-             or m in ("phoenix_hook.check", "phoenix_hook.wire", "phoenix_hook.settings", "phoenix_hook.pve")}
+             or m in ("phoenix_hook.checks.check", "phoenix_hook.net.wire", "phoenix_hook.settings", "phoenix_hook.pve.files")}
     assert not heavy, heavy
 
 

@@ -9,11 +9,12 @@ import struct
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from phoenix_hook import acd, arp, check, hostnet, ndp, wire
-from phoenix_hook.check import HostFacts, Options, config_warnings, plan_nic, run_check
-from phoenix_hook.guest import parse_config
-from phoenix_hook.hostnet import Link
-from phoenix_hook.report import task_log_lines
+from phoenix_hook.net import acd, arp, hostnet, ndp, wire
+from phoenix_hook.checks import check
+from phoenix_hook.checks.check import HostFacts, Options, config_warnings, plan_nic, run_check
+from phoenix_hook.pve.guest import parse_config
+from phoenix_hook.net.hostnet import Link
+from phoenix_hook.checks.report import task_log_lines
 from phoenix_hook.settings import Settings, parse as parse_settings
 from test_check_unit import FakeWire
 

@@ -6,10 +6,11 @@ import json
 
 from hypothesis import given, strategies as st
 
-from phoenix_hook import neigh, scan
-from phoenix_hook.cmd_neigh import rows_for
-from phoenix_hook.guest import parse_config
-from phoenix_hook.owners import DUP, MISMATCH, UNCLAIMED, Owners, guest_claims, host_claims, mac_claims
+from phoenix_hook.net import neigh, scan
+from phoenix_hook.cli.neigh import rows_for
+from phoenix_hook.pve.guest import parse_config
+from phoenix_hook.checks import answers
+from phoenix_hook.checks.owners import DUP, MISMATCH, UNCLAIMED, Owners, guest_claims, host_claims, mac_claims
 
 IP_NEIGH = json.dumps([
     {"dst": "10.0.0.151", "dev": "vmbr0", "lladdr": "52:54:00:67:89:B1", "state": ["REACHABLE"]},
@@ -122,7 +123,7 @@ def test_dup_across_devices():
                neigh.Neighbour("10.0.0.5", 4, "02:00:00:00:00:02", "vmbr1")]
     rows = rows_for(entries, Owners())
     assert [r["flags"] for r in rows] == [[DUP, UNCLAIMED]] * 2
-    assert scan.exit_code(r["flags"] for r in rows) == 1
+    assert answers.exit_code(r["flags"] for r in rows) == 1
 
 
 def test_link_local_is_per_device():
@@ -134,7 +135,7 @@ def test_link_local_is_per_device():
                neigh.Neighbour("169.254.1.1", 4, "02:00:00:00:00:04", "vmbr1")]
     rows = rows_for(entries, Owners())
     assert all(DUP not in r["flags"] for r in rows), rows
-    assert scan.exit_code(r["flags"] for r in rows) == 0
+    assert answers.exit_code(r["flags"] for r in rows) == 0
     same_dev = [neigh.Neighbour("fe80::1", 6, "02:00:00:00:00:01", "vmbr0"),
                 neigh.Neighbour("fe80::1", 6, "02:00:00:00:00:02", "vmbr0")]
     assert [r["flags"] for r in rows_for(same_dev, Owners())] == [[DUP, UNCLAIMED]] * 2

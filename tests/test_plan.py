@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phoenix_hook.guest import parse_config
-from phoenix_hook.plan import (PlanEntry, PlanError, check_plan, load_plan, loads_plan, parse_plan,
+from phoenix_hook.pve.guest import parse_config
+from phoenix_hook.checks.plan import (PlanEntry, PlanError, check_plan, load_plan, loads_plan, parse_plan,
                                select, to_guests)
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "phoenix_lxc_configs.json"

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 import phoenix_hook
-from phoenix_hook import arp, cli, lab as labmod
-from phoenix_hook.check import HostFacts
-from phoenix_hook.hostnet import Link
-from phoenix_hook.plan import PlanError
-from phoenix_hook.pve import FileSource
+from phoenix_hook.net import arp, lab as labmod
+from phoenix_hook.cli import main as cli
+from phoenix_hook.checks.check import HostFacts
+from phoenix_hook.net.hostnet import Link
+from phoenix_hook.checks.plan import PlanError
+from phoenix_hook.pve.files import FileSource
 from phoenix_hook.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +141,7 @@ def test_python_api_accepts_parsed_json_and_entries(tree):
 def test_package_import_stays_lazy_and_api_works_in_any_import_order():
     code = ("import sys, phoenix_hook\n"
             "assert [m for m in sys.modules if m.startswith('phoenix_hook.')] == [], sys.modules.keys()\n"
-            "import phoenix_hook.preflight as m\n"            # the module first...
+            "import phoenix_hook.checks.preflight as m\n"            # the module first...
             "assert callable(phoenix_hook.preflight) and m.preflight.__name__ == 'preflight'\n"
             "from phoenix_hook import preflight\n"
             "assert callable(preflight)\n")
@@ -360,7 +361,7 @@ def test_lab_preflight_no_probe_sends_nothing(lab, pve, run_cli, responder, tmp_
 
 
 def _send_probe(lab, ip, iface="vmbr0"):
-    code = ("from phoenix_hook import arp, wire, hostnet\n"
+    code = ("from phoenix_hook.net import arp, wire, hostnet\n"
             f"w = wire.Wire([{iface!r}]); w.send({iface!r}, arp.build_probe(hostnet.link({iface!r}).mac, {ip!r}))")
     p = lab.run(lab.pve, [sys.executable, "-c", code], env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert p.returncode == 0, p.stderr

@@ -17,7 +17,8 @@ import requests
 import responses
 from responses import matchers
 
-from phoenix_hook import cli, pve, pveapi, sources
+from phoenix_hook.cli import main as cli
+from phoenix_hook.pve import files as pve, api as pveapi, sources
 from phoenix_hook.settings import Settings, parse
 
 BASE = "https://pve1.example.invalid:8006/api2/json"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from phoenix_hook.report import Finding, GuestResult, NicResult, Report, task_log_lines, table, worst
+from phoenix_hook.checks.report import Finding, GuestResult, NicResult, Report, task_log_lines, table, worst
 
 SQUAT = "16:0d:a0:c0:b9:1b"
 

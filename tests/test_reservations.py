@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from phoenix_hook import cli, lab as labmod, reservations
-from phoenix_hook.guest import parse_config
+from phoenix_hook.cli import main as cli
+from phoenix_hook.net import lab as labmod
+from phoenix_hook.checks import reservations
+from phoenix_hook.pve.guest import parse_config
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "phoenix_lxc_configs.json"
 

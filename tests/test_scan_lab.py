@@ -25,7 +25,7 @@ import sys
 
 import pytest
 
-from phoenix_hook import lab as labmod
+from phoenix_hook.net import lab as labmod
 
 from conftest import RESPONDER, PveTree
 

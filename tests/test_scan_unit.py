@@ -12,11 +12,13 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from phoenix_hook import arp, scan
-from phoenix_hook.guest import parse_config
-from phoenix_hook.owners import (DUP, MISMATCH, UNCLAIMED, Owners,
-                                 corosync_nodes, guest_claims, host_claims, mac_claims, node_claims)
-from phoenix_hook.wire import WireError
+from phoenix_hook.net import arp, scan
+from phoenix_hook.pve.guest import parse_config
+from phoenix_hook.checks import answers
+from phoenix_hook.checks.owners import (DUP, MISMATCH, UNCLAIMED, Owners,
+                                        guest_claims, host_claims, mac_claims, node_claims)
+from phoenix_hook.pve.cluster import corosync_nodes
+from phoenix_hook.net.wire import WireError
 
 BR_MAC = "02:aa:00:00:00:01"
 
@@ -225,9 +227,9 @@ def owners(bridge="vmbr0", vlan=None):
     return claims, Owners(claims, mac_claims(g))
 
 
-def rows_for(answers, **kw):
+def rows_for(heard, **kw):
     _claims, o = owners(**kw)
-    return {(r.ip, r.mac): r for r in scan.build_rows(answers, o)}
+    return {(r.ip, r.mac): r for r in answers.build_rows(heard, o)}
 
 
 def test_owner_and_no_flags_when_the_configured_mac_answers():
@@ -275,34 +277,34 @@ def test_two_guests_configured_with_one_address():
     g = [parse_config(f"hostname: g{v}\nnet0: name=eth0,bridge=vmbr0,hwaddr=02:00:00:00:00:{v - 900:02x},"
                       f"ip=10.0.0.5/24\n", v, "lxc", "pve1") for v in (901, 902)]
     o = Owners(guest_claims(g, "vmbr0"), mac_claims(g))
-    (r,) = scan.build_rows({"10.0.0.5": {"02:00:00:00:00:02": 0}}, o)
+    (r,) = answers.build_rows({"10.0.0.5": {"02:00:00:00:00:02": 0}}, o)
     assert (r.owner, r.owner_vmid, r.flags) == ("CT 902 g902", 902, [])
-    (r,) = scan.build_rows({"10.0.0.5": {"02:00:00:00:00:99": 0}}, o)
+    (r,) = answers.build_rows({"10.0.0.5": {"02:00:00:00:00:99": 0}}, o)
     assert r.owner == "CT 901 g901, CT 902 g902" and r.flags == [MISMATCH]
 
 
 def test_silent_lists_configured_addresses_that_did_not_answer():
     claims, _o = owners()
-    quiet = scan.silent(claims, net("10.0.0.0/24"), {"10.0.0.151"})
+    quiet = answers.silent(claims, net("10.0.0.0/24"), {"10.0.0.151"})
     assert [(s.ip, s.vmid, s.nic) for s in quiet] == [("10.0.0.120", 120, "net0"), ("10.0.0.152", 952, "net0"),
                                                       ("10.0.0.153", 953, "net0")]
-    assert scan.silent(claims, net("10.0.0.152/31"), set())[0].to_json() == \
+    assert answers.silent(claims, net("10.0.0.152/31"), set())[0].to_json() == \
         {"ip": "10.0.0.152", "vmid": 952, "nic": "net0", "owner": "CT 952 qdrant-VSCodeRag", "node": "pve1"}
 
 
 def test_rows_sorted_by_address_and_exit_code():
-    rows = scan.build_rows({scan.ip_int("10.0.0.10"): {"02:00:00:00:00:0a": 0},
+    rows = answers.build_rows({scan.ip_int("10.0.0.10"): {"02:00:00:00:00:0a": 0},
                             "10.0.0.9": {"02:00:00:00:00:09": 0}}, Owners())
     assert [r.ip for r in rows] == ["10.0.0.9", "10.0.0.10"]
-    assert scan.exit_code(r.flags for r in rows) == 0            # UNCLAIMED is no conflict
-    assert scan.exit_code([[DUP]]) == 1 and scan.exit_code([[MISMATCH]]) == 1
+    assert answers.exit_code(r.flags for r in rows) == 0            # UNCLAIMED is no conflict
+    assert answers.exit_code([[DUP]]) == 1 and answers.exit_code([[MISMATCH]]) == 1
     assert json.dumps(rows[0].to_json())
 
 
 def test_vendor_words():
-    assert scan.vendor_words("00:1b:21:00:00:01", lambda m: "Intel Corporate") == "Intel Corporate"
-    assert scan.vendor_words("02:00:00:00:00:01", lambda m: None) == "locally administered"
-    assert scan.vendor_words("00:00:00:00:00:01", lambda m: None) is None
+    assert answers.vendor_words("00:1b:21:00:00:01", lambda m: "Intel Corporate") == "Intel Corporate"
+    assert answers.vendor_words("02:00:00:00:00:01", lambda m: None) == "locally administered"
+    assert answers.vendor_words("00:00:00:00:00:01", lambda m: None) is None
 
 
 COROSYNC = """\
@@ -374,7 +376,7 @@ class FakeWire:
 
 
 def test_drive_collects_answers_and_waits_out_a_full_queue():
-    from phoenix_hook.cmd_scan import drive
+    from phoenix_hook.net.sweep import drive
     hosts = {"10.0.0.5": ["02:00:00:00:00:05"], "10.0.0.6": ["02:00:00:00:00:06", "02:00:00:00:00:66"]}
     wire = FakeWire(hosts, busy=3)
     sw = scan.Sweep(scan.targets(net("10.0.0.0/29")), retries=1, timeout=0.02)
@@ -385,7 +387,7 @@ def test_drive_collects_answers_and_waits_out_a_full_queue():
 
 
 def test_drive_raises_on_a_real_send_failure():
-    from phoenix_hook.cmd_scan import drive
+    from phoenix_hook.net.sweep import drive
     sw = scan.Sweep([scan.ip_int("10.0.0.5")])
     with pytest.raises(WireError):
         drive(sw, FakeWire({}, fail=errno.ENETDOWN), "vmbr0", scan.request_frames(BR_MAC, None, None),
@@ -394,11 +396,11 @@ def test_drive_raises_on_a_real_send_failure():
 
 # -- output shapes ----------------------------------------------------------------
 def test_csv_and_table():
-    from phoenix_hook import cmd_scan
+    from phoenix_hook.cli import scan as cmd_scan
     claims, o = owners()
-    rows = scan.build_rows({"10.0.0.151": {"52:54:00:67:89:b1": 0, "02:00:00:00:00:77": 0}}, o)
-    quiet = scan.silent(claims, net("10.0.0.150/31"), {"10.0.0.151"})
-    lines = cmd_scan.csv_text(rows, quiet + scan.silent(claims, net("10.0.0.152/32"), set())).splitlines()
+    rows = answers.build_rows({"10.0.0.151": {"52:54:00:67:89:b1": 0, "02:00:00:00:00:77": 0}}, o)
+    quiet = answers.silent(claims, net("10.0.0.150/31"), {"10.0.0.151"})
+    lines = cmd_scan.csv_text(rows, quiet + answers.silent(claims, net("10.0.0.152/32"), set())).splitlines()
     assert lines[0] == "ip,mac,vendor,owner,owner_vmid,flags"
     assert lines[1] == "10.0.0.151,02:00:00:00:00:77,locally administered,CT 951 vllm-granite-embed-r2,951,DUP MAC-MISMATCH"
     assert lines[-1] == "10.0.0.152,,,CT 952 qdrant-VSCodeRag,952,SILENT"
@@ -412,7 +414,7 @@ def test_csv_and_table():
 
 def test_progress_line_only_when_asked(monkeypatch):
     import io
-    from phoenix_hook import cmd_scan
+    from phoenix_hook.cli import scan as cmd_scan
     err = io.StringIO()
     monkeypatch.setattr(cmd_scan.sys, "stderr", err)
     sw = scan.Sweep(scan.targets(net("10.0.0.0/20")))

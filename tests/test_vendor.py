@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from phoenix_hook import vendor
+from phoenix_hook.net import vendor
 
 netaddr = pytest.importorskip("netaddr")
 from netaddr.core import NotRegisteredError  # noqa: E402

@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .addressing import address_problems, dhcp_pool
-from .guest import Guest, label_for
+from phoenix_hook.checks.addressing import address_problems, dhcp_pool
+from phoenix_hook.pve.guest import Guest, label_for
 
 ORDER = ("duplicate-ip", "duplicate-mac", "dhcp-pool", "node-address", "gateway-address",
          "network-address", "broadcast-address", "gateway-outside-subnet", "malformed")

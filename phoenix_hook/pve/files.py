@@ -12,18 +12,13 @@ import os
 import re
 from dataclasses import dataclass
 
-from .guest import Guest, parse_config
+from phoenix_hook.pve.guest import Guest, parse_config
 
 KIND_DIRS = {"lxc": "lxc", "qemu": "qemu-server"}
 _CONF_RE = re.compile(r"^(\d+)\.conf$")
 
 
-class SourceError(Exception):
-    """Guest configs could not be read; str() is the line for the admin."""
-
-
-class NoSuchGuest(SourceError):
-    pass
+from phoenix_hook.errors import NoSuchGuest, SourceError  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)

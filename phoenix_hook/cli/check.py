@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from .cli import CannotCheck, UsageError, load_settings
+from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings
 
 
 def add_parser(sub):
@@ -16,21 +16,21 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="one JSON object (README 'JSON output')")
     p.add_argument("--timeout-ms", type=int, metavar="MS",
                    help="probe window, overriding probe_timeout_ms (50-60000)")
-    from . import sources
+    from phoenix_hook.pve import sources
     sources.add_argument(p)
     return p
 
 
 def guest_source(args, settings):
     """The configs to read: files under pve_root, or the API (--source, sources.py)."""
-    from . import sources
+    from phoenix_hook.pve import sources
     return sources.open_source(settings, getattr(args, "source", None))
 
 
 def run(args) -> int:
-    from . import pve
-    from .check import Options, run_check
-    from .report import table
+    from phoenix_hook.pve import files as pve
+    from phoenix_hook.checks.check import Options, run_check
+    from phoenix_hook.checks.report import table
 
     settings = load_settings(args)
     if args.timeout_ms is not None and not 50 <= args.timeout_ms <= 60000:
@@ -42,7 +42,7 @@ def run(args) -> int:
         if not (v.isascii() and v.isdigit()) or not 100 <= int(v) <= 999999999:
             raise UsageError(f"'{v}' is not a VMID; VMIDs are numbers from 100 up")
         vmids.append(int(v))
-    from .sources import running_checker
+    from phoenix_hook.pve.sources import running_checker
     source = guest_source(args, settings)
     running = running_checker(source)
     try:

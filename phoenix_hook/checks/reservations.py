@@ -28,7 +28,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from .guest import Guest, label_for
+from phoenix_hook.pve.guest import Guest, label_for
 
 FORMATS = ("dnsmasq", "isc", "kea", "csv")
 _LABEL_BAD = re.compile(r"[^a-z0-9-]+")

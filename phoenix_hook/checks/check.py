@@ -10,10 +10,9 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
-from . import acd
-from .guest import Guest, Nic
-from .report import Finding, GuestResult, NicResult, Report
-from .settings import Settings
+from phoenix_hook.net import acd
+from phoenix_hook.pve.guest import Guest, Nic
+from phoenix_hook.checks.report import Finding, GuestResult, NicResult, Report
 
 
 CLUSTER_WAIT_S = 0.5       # how long a decided hook waits for the other guests' configs
@@ -30,7 +29,7 @@ class HostFacts:
 
 
 def read_host_facts(ifnames) -> HostFacts:
-    from . import hostnet
+    from phoenix_hook.net import hostnet
     links = {n: hostnet.link(n) for n in ifnames}
     self_vlans = {n: hostnet.bridge_self_vlans(n) for n, link in links.items()
                   if link is not None and link.vlan_filtering}
@@ -76,7 +75,7 @@ def _host_holds6(address: str, nic: Nic, facts: HostFacts) -> bool:
     return any(a == address and dev in links for a, dev in facts.local_ips6)
 
 
-def plan_nic(guest: Guest, nic: Nic, settings: Settings, facts: HostFacts,
+def plan_nic(guest: Guest, nic: Nic, settings, facts: HostFacts,
              running: bool = False, family: int = 4) -> NicResult | acd.Candidate:
     """Decide what to do with one NIC's IPv4 (family 4) or IPv6 (family 6) address:
     a final result now, or a Candidate to probe (ARP, or DAD for IPv6)."""
@@ -225,7 +224,7 @@ class Options:
     claim: object = None                  # callable(guest, nic, address) -> (other vmid, age) | None (hook)
 
 
-def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cluster=None,
+def run_check(guests: list[Guest], settings, opts: Options, *, load_cluster=None,
               facts: HostFacts | None = None, wire_factory=None, describe=None) -> Report:
     """Check guests: plan every NIC, probe the candidates, merge config warnings.
 
@@ -233,7 +232,7 @@ def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cl
     probe is on the wire: reading 2000 configs from pmxcfs should not add
     to the start time.
     """
-    from . import probe, vendor
+    from phoenix_hook.net import probe, vendor
     describe = describe or vendor.describe
     if facts is None:
         facts = read_host_facts(interfaces_needed(guests))
@@ -317,7 +316,7 @@ def run_check(guests: list[Guest], settings: Settings, opts: Options, *, load_cl
 
 def _probe_group(items, timeout, facts, opts, results, wire_factory, probe_mod) -> dict:
     """Probe one group of candidates that share a schedule; set each NIC's verdict."""
-    from .wire import Wire, WireError
+    from phoenix_hook.net.wire import Wire, WireError
     cands = [replace(c, key=_run_key(g, c)) for g, c in items]
     run = acd.ProbeRun(cands, acd.schedule_for(timeout), own_macs=facts.macs,
                        stop_on_first=opts.stop_on_first)

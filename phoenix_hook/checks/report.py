@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .guest import label_for
+from phoenix_hook.pve.guest import label_for
 
 # Worst wins: a conflict outranks not being able to check, which outranks
 # a clear result, which outranks having nothing to check.

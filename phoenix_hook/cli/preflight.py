@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import sys
 
-from .cli import CannotCheck, UsageError, load_settings
+from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings
 
 
 def add_parser(sub):
-    from . import sources
+    from phoenix_hook.pve import sources
     p = sub.add_parser("preflight", help="check a plan of containers before they are created",
                        description="Check a plan (phoenix_lxc_configs.json shape, or a list of "
                        "{vmid, nic, bridge, ip, mac, vlan}) against itself, the cluster's guests, "
@@ -25,9 +25,9 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from . import pve, sources
-    from .plan import PlanError
-    from .preflight import preflight
+    from phoenix_hook.pve import files as pve, sources
+    from phoenix_hook.checks.plan import PlanError
+    from phoenix_hook.checks.preflight import preflight
 
     settings = load_settings(args)
     if args.timeout_ms is not None and not 50 <= args.timeout_ms <= 60000:

@@ -16,8 +16,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from . import arp
-from .arp import mac_to_bytes, mac_to_str
+from phoenix_hook.net import arp
+from phoenix_hook.net.arp import mac_to_bytes, mac_to_str
 
 ETH_P_IPV6 = 0x86DD
 IPPROTO_ICMPV6 = 58

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import sys
 
-from .cli import CannotCheck, load_settings
+from phoenix_hook.cli.main import CannotCheck, load_settings
 
 
 def add_parser(sub):
-    from . import sources
+    from phoenix_hook.pve import sources
     p = sub.add_parser("audit", help="find duplicate IPs/MACs and bad addresses in every guest config",
                        description="Read every guest config of the cluster (no probing) and report "
                        "duplicate static IPs, duplicate MACs, static IPs in DHCP pools, guest IPs "
@@ -19,7 +19,8 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from . import audit, pve, sources
+    from phoenix_hook.checks import audit
+    from phoenix_hook.pve import files as pve, sources
 
     settings = load_settings(args)
     source, guests = sources.read_guests(settings, args.source)

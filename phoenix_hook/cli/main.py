@@ -1,4 +1,4 @@
-"""`phoenix-hook`: the command-line front. Each subcommand lives in cmd_<name>.py.
+"""`phoenix-hook`: the command-line front. Each subcommand lives in cli/<name>.py.
 
 A subcommand module has `add_parser(subparsers)` and `run(args) -> int`.
 Exit codes (README "Exit codes"): 0 all clear, 1 a conflict or finding,
@@ -11,7 +11,8 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
+from phoenix_hook import __version__
+from phoenix_hook.errors import CannotCheck, UsageError  # noqa: F401 (commands import them here too)
 
 # Order is the order of `phoenix-hook --help`.
 COMMANDS = ["check", "preflight", "audit", "reservations", "scan", "neigh", "demo"]
@@ -19,12 +20,6 @@ COMMANDS = ["check", "preflight", "audit", "reservations", "scan", "neigh", "dem
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_CANNOT = 0, 1, 2, 3
 
 
-class UsageError(Exception):
-    """Bad usage or bad config: exit 2 with this one line."""
-
-
-class CannotCheck(Exception):
-    """The tool could not do its job (no permission, source unreachable): exit 3."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         try:
-            mod = importlib.import_module(f".cmd_{name}", __package__)
+            mod = importlib.import_module(f"phoenix_hook.cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.cmd_{name}":
+            if exc.name != f"phoenix_hook.cli.{name}":
                 raise
             continue
         p = mod.add_parser(sub)
@@ -55,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_settings(args):
     """Settings for a command; a bad file is a UsageError (exit 2)."""
-    from .settings import SettingsError, load
+    from phoenix_hook.settings import SettingsError, load
     try:
         return load(getattr(args, "config", None))
     except SettingsError as exc:

@@ -29,20 +29,15 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .guest import Guest, parse_config
-from .pve import ConfigFile, NoSuchGuest, SourceError
+from phoenix_hook.pve.guest import Guest, parse_config
+from phoenix_hook.errors import ApiError, ApiSettingsError, NoSuchGuest, SourceError
+from phoenix_hook.pve.files import ConfigFile
 
 WORKERS = 16                 # concurrent config fetches (pveproxy serves many per worker)
 API_TYPES = {"lxc": "lxc", "qemu": "qemu"}
 SKIP_KEYS = {"description", "digest"}   # multi-line or meaningless as config lines
 
 
-class ApiError(SourceError):
-    """The API (or the way to it) failed: auth, permission, 5xx, timeout, TLS. Exit 3."""
-
-
-class ApiSettingsError(SourceError):
-    """[api] settings incomplete, token file missing/unsafe: the admin fixes the settings. Exit 2."""
 
 
 class GuestConfigGone(ApiError):

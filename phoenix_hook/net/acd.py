@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 
-from . import arp, ndp
+from phoenix_hook.net import arp, ndp
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,11 @@ def choose(requested: str | None, settings) -> str:
 def open_source(settings, requested: str | None = None, warn=None):
     """A FileSource or ApiSource. Raises cli.UsageError for what the admin must fix
     in the settings (exit 2); pve.SourceError from the source later means exit 3."""
-    from .cli import UsageError
+    from phoenix_hook.errors import UsageError
     kind = choose(requested, settings)
     where = settings.path or "the settings file (/etc/phoenix-hook/phoenix-hook.conf)"
     if kind == "files":
-        from .pve import FileSource
+        from phoenix_hook.pve.files import FileSource
         if requested == "files" and not os.path.isdir(settings.pve_root):
             raise UsageError(f"--source files: pve_root {settings.pve_root} does not exist; run this on "
                              f"a Proxmox VE node, set pve_root in {where}, or use --source api")
@@ -41,7 +41,7 @@ def open_source(settings, requested: str | None = None, warn=None):
         raise UsageError(f"no guest configs: pve_root {settings.pve_root} does not exist and {where} "
                          f"has no [api] section; run on a PVE node, set pve_root, or configure [api] "
                          f"(README 'Proxmox API')")
-    from .pveapi import ApiSettingsError, ApiSource
+    from phoenix_hook.pve.api import ApiSettingsError, ApiSource
     try:
         return ApiSource(settings.api, node=settings.node, settings_path=settings.path, warn=warn)
     except ApiSettingsError as exc:
@@ -50,8 +50,7 @@ def open_source(settings, requested: str | None = None, warn=None):
 
 def read_guests(settings, requested: str | None = None):
     """(source, every guest of the cluster) for a command; a source failure is cli.CannotCheck."""
-    from .cli import CannotCheck
-    from .pve import SourceError
+    from phoenix_hook.errors import CannotCheck, SourceError
     source = open_source(settings, requested)
     try:
         return source, source.guests()
@@ -84,7 +83,7 @@ def node_addresses(source) -> dict[str, str]:
             text = f.read()
     except OSError:
         text = ""
-    from .owners import corosync_nodes
+    from phoenix_hook.pve.cluster import corosync_nodes
     for name, addr in corosync_nodes(text):
         out.setdefault(addr, name)
     return out
@@ -110,7 +109,7 @@ def running_checker(source):
     """
     if hasattr(source, "status"):
         return lambda vmid, _type: source.status(vmid) == "running"
-    from .pve import SourceError, guest_running
+    from phoenix_hook.pve.files import SourceError, guest_running
 
     def running(vmid, gtype):
         try:

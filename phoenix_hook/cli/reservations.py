@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import sys
 
-from .cli import load_settings
+from phoenix_hook.cli.main import load_settings
 
 FORMATS = ("dnsmasq", "isc", "kea", "csv")
 
 
 def add_parser(sub):
-    from . import sources
+    from phoenix_hook.pve import sources
     p = sub.add_parser("reservations", help="DHCP reservations for every guest's static address",
                        description="Print a DHCP reservation (MAC -> IPv4, hostname) for every "
                        "guest NIC with a static IPv4 address and a MAC, in the DHCP server's own "
@@ -22,7 +22,8 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from . import reservations, sources
+    from phoenix_hook.checks import reservations
+    from phoenix_hook.pve import sources
 
     settings = load_settings(args)
     _source, guests = sources.read_guests(settings, args.source)

@@ -18,9 +18,10 @@ import ipaddress
 import json
 import sys
 
-from .cli import CannotCheck, load_settings
-from . import scan, sources
-from .owners import Owners, host_claims, mac_claims
+from phoenix_hook.cli.main import CannotCheck, load_settings
+from phoenix_hook.checks import answers
+from phoenix_hook.pve import sources
+from phoenix_hook.checks.owners import Owners, host_claims, mac_claims
 
 
 def add_parser(sub):
@@ -58,14 +59,15 @@ def rows_for(entries, owners: Owners, vendor_of=lambda mac: None, include_unreso
             continue
         a = owners.attribute(e.ip, e.mac, macs_by_key.get(_dup_key(e), ()))
         rows.append({"ip": e.ip, "family": e.family, "mac": e.mac, "dev": e.dev, "state": list(e.state),
-                     "vendor": scan.vendor_words(e.mac, vendor_of) if e.mac else None, **a})
+                     "vendor": answers.vendor_words(e.mac, vendor_of) if e.mac else None, **a})
     rows.sort(key=lambda r: (r["family"], ipaddress.ip_address(r["ip"]), r["dev"] or "", r["mac"] or ""))
     return rows
 
 
 def run(args) -> int:
-    from . import neigh, vendor
-    from .cmd_scan import cluster_claims, columns
+    from phoenix_hook.net import neigh, vendor
+    from phoenix_hook.checks.owners import cluster_claims
+    from phoenix_hook.cli.tables import columns
 
     settings = load_settings(args)
     try:
@@ -89,4 +91,4 @@ def run(args) -> int:
         print(f"{len(rows)} neighbours (from {source})")
         if rows:
             print("\n".join(columns(cells, color)))
-    return scan.exit_code(r["flags"] for r in rows)
+    return answers.exit_code(r["flags"] for r in rows)

@@ -5,12 +5,10 @@ and the cluster's node list (corosync.conf); flags are the admin's words:
   DUP           several MACs answer for one address: a live conflict
   MAC-MISMATCH  the address's owner is configured with another MAC
   UNCLAIMED     it answers, but no guest, node or host claims it
-Used by scan.py, cmd_neigh.py and sources.py.
+Used by `scan` (checks/answers.py) and `neigh`.
 """
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 
 DUP, MISMATCH, UNCLAIMED = "DUP", "MAC-MISMATCH", "UNCLAIMED"
@@ -69,39 +67,6 @@ def host_claims(node: str, addresses) -> list[Claim]:
     return [Claim(ip=ip, owner=f"host {node}", mac=mac, node=node, kind="host") for ip, mac in addresses]
 
 
-_NODE_KEY = re.compile(r"^\s*(name|ring\d+_addr)\s*:\s*(\S+)\s*$")
-
-
-def corosync_nodes(text: str) -> list[tuple[str, str]]:
-    """(node name, address) from corosync.conf's nodelist { node { name: ..; ringN_addr: .. } }.
-
-    corosync.conf(5); PVE keeps it at /etc/pve/corosync.conf. Addresses that
-    are host names, not IPs, are skipped. Never raises.
-    """
-    out, stack, name, addrs = [], [], None, []
-    for line in text.splitlines():
-        s = line.split("#", 1)[0].strip()
-        if s.endswith("{"):
-            stack.append(s[:-1].strip())
-            if stack[-2:] == ["nodelist", "node"]:
-                name, addrs = None, []
-        elif s == "}":
-            if stack[-2:] == ["nodelist", "node"] and name:
-                out += [(name, a) for a in addrs]
-            if stack:
-                stack.pop()
-        elif stack[-2:] == ["nodelist", "node"]:
-            m = _NODE_KEY.match(s)
-            if m and m.group(1) == "name":
-                name = m.group(2)
-            elif m:
-                try:
-                    addrs.append(str(ipaddress.ip_address(m.group(2))))
-                except ValueError:
-                    pass
-    return out
-
-
 def node_claims(nodes, this_node: str) -> list[Claim]:
     return [Claim(ip=ip, owner=f"host {name}", node=name, kind="node")
             for name, ip in nodes if name != this_node]
@@ -146,3 +111,17 @@ class Owners:
             stranger = mac_owner.owner
         return {"owner": ", ".join(owners) or None, "owner_vmid": vmids[0] if vmids else None,
                 "owner_by": owner_by, "mac_owner": stranger, "flags": flags}
+
+
+def cluster_claims(settings, requested_source, **guest_filter):
+    """(guests, claims of guests and other nodes) from the chosen guest source."""
+    from phoenix_hook.errors import CannotCheck, SourceError
+    from phoenix_hook.pve import sources
+    source, guests = sources.read_guests(settings, requested_source)
+    try:
+        nodes = sources.node_addresses(source)
+    except SourceError as exc:
+        raise CannotCheck(str(exc)) from None
+    claims = guest_claims(guests, **guest_filter)
+    claims += node_claims([(name, ip) for ip, name in nodes.items()], settings.node)
+    return guests, claims

@@ -34,8 +34,8 @@ import json
 import re
 from dataclasses import dataclass, replace
 
-from .addressing import address_problems, dhcp_pool
-from .guest import Guest, Nic, label_for
+from phoenix_hook.checks.addressing import address_problems, dhcp_pool
+from phoenix_hook.pve.guest import Guest, Nic, label_for
 
 MAX_VMID = 999_999_999            # pve-common: VMIDs 100..999999999
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from importlib import resources
 
-from .cli import CannotCheck
+from phoenix_hook.cli.main import CannotCheck
 
 ROGUE_MAC = "16:0d:a0:c0:b9:1b"
 CLEAN, SQUATTED, RUNNING = "950", "951", "910"
@@ -44,11 +44,11 @@ def _say(text: str = "") -> None:
 
 
 def run(args) -> int:
-    from . import lab as labmod
+    from phoenix_hook.net import lab as labmod
     why = labmod.available()
     if why:
         raise CannotCheck(f"the demo {why}; run it as root: sudo phoenix-hook demo")
-    plan = json.loads(resources.files(__package__).joinpath("demo_plan.json").read_text())["lxc_configs"]
+    plan = json.loads(resources.files("phoenix_hook").joinpath("demo_plan.json").read_text())["lxc_configs"]
     tmp = tempfile.mkdtemp(prefix="phoenix-demo-")
     old_term = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -63,7 +63,7 @@ def run(args) -> int:
 
 
 def _demo(lab, plan: dict, tmp: str) -> int:
-    from .lab import write_tree
+    from phoenix_hook.net.lab import write_tree
     node = "pve-demo"
     write_tree(os.path.join(tmp, "pve"), node, {int(k): _lxc_conf(v) for k, v in plan.items()})
     conf = os.path.join(tmp, "phoenix-hook.conf")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import time
 
-from . import arp, ndp
-from .acd import ProbeRun
+from phoenix_hook.net import arp, ndp
+from phoenix_hook.net.acd import ProbeRun
 
 
 def run(probe: ProbeRun, wire, deadline: float | None = None, clock=time.monotonic) -> ProbeRun:

@@ -16,11 +16,9 @@ them from the host bridge, as the hookscript would at pre-start.
 from __future__ import annotations
 
 import os
-import sys
-import types
 from dataclasses import dataclass, field
 
-from .report import Finding, GuestResult, NicResult, Report, table
+from phoenix_hook.checks.report import Finding, GuestResult, NicResult, Report, table
 
 
 @dataclass
@@ -53,7 +51,7 @@ class PreflightReport(Report):
 
 
 def _as_entries(plan, origin):
-    from . import plan as planmod
+    from phoenix_hook.checks import plan as planmod
     if isinstance(plan, (str, os.PathLike)):
         return planmod.load_plan(os.fspath(plan)), os.fspath(plan)
     if isinstance(plan, (list, tuple)) and plan and all(isinstance(e, planmod.PlanEntry) for e in plan):
@@ -77,18 +75,17 @@ def preflight(plan, ctids=None, *, settings=None, source=None, probe: bool = Tru
     FileSource/ApiSource (default: sources.open_source). probe=False keeps to
     the config-level rules. facts/wire_factory/describe: check.run_check's seams.
     """
-    from . import plan as planmod
-    from .check import Options, interfaces_needed, read_host_facts, run_check
+    from phoenix_hook.checks import plan as planmod
+    from phoenix_hook.checks.check import Options, interfaces_needed, read_host_facts, run_check
 
     entries, origin = _as_entries(plan, origin)
     selected = planmod.select(entries, [int(c) for c in (ctids or [])], origin)
     if settings is None:
-        from .settings import load
-        settings = load()
+        raise TypeError("preflight needs settings; phoenix_hook.preflight() reads the settings file")
     if source is None:
-        from .sources import open_source
+        from phoenix_hook.pve.sources import open_source
         source = open_source(settings)
-    from .sources import node_addresses, running_checker
+    from phoenix_hook.pve.sources import node_addresses, running_checker
     cluster = source.guests()
     node_ips = node_addresses(source)
     guests = planmod.to_guests(selected)
@@ -142,8 +139,8 @@ def preflight(plan, ctids=None, *, settings=None, source=None, probe: bool = Tru
 
 
 def _local_only():
-    from .check import HostFacts
-    from .hostnet import local_ipv4
+    from phoenix_hook.checks.check import HostFacts
+    from phoenix_hook.net.hostnet import local_ipv4
     return HostFacts(local_ips=local_ipv4())
 
 
@@ -158,14 +155,3 @@ def _unprobed(g) -> GuestResult:
         gr.nics.append(NicResult(nic=n.key, ip=n.address, bridge=n.bridge, vlan=n.tag,
                                  verdict=verdict, note=note))
     return gr
-
-
-class _CallableModule(types.ModuleType):
-    """`phoenix_hook.preflight(plan)` works even when this module was imported first
-    (importing phoenix_hook.preflight binds the package attribute to the module)."""
-
-    def __call__(self, *args, **kwargs):
-        return preflight(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

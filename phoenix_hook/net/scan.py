@@ -1,23 +1,21 @@
 """The subnet survey, decided: which addresses to ask, when to ask again, what the answers mean. Pure.
 
-No sockets and no clock: `now` is always a parameter (cmd_scan.py drives
+No sockets and no clock: `now` is always a parameter (net/sweep.py drives
 this over wire.py with time.monotonic). The shape follows arp-scan(1):
 one ARP request per address, a per-host timeout, a backoff factor for each
 further attempt, and retries only for hosts that have not answered. Unlike
 arp-scan the first pass goes out at once (bounded by --rate) and every
 reply is kept, so two MACs answering for one address both show.
 
-Who owns each answer, and its flags (DUP, MAC-MISMATCH, UNCLAIMED), are
-owners.py's: guest configs, this host's addresses, the cluster's nodes.
+The sweep reports who answered (ip -> MACs); who owns each answer and its
+flags (DUP, MAC-MISMATCH, UNCLAIMED) are decided above it, in checks/answers.py.
 """
 from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from dataclasses import dataclass, field
 
-from . import arp
-from .owners import DUP, MISMATCH, Owners
+from phoenix_hook.net import arp
 
 # Defaults, and why (arp-scan's are --retry=2 attempts, --timeout=500 ms,
 # --backoff=1.5, --bandwidth=256000 bit/s, i.e. ~530 requests/s):
@@ -234,75 +232,3 @@ class Sweep:
         if self._finals:
             return False
         return self._last_send is None or now >= self._last_send + self.linger
-
-
-# -- the result -----------------------------------------------------------------
-@dataclass
-class Row:
-    ip: str
-    mac: str
-    vendor: str | None
-    owner: str | None
-    owner_vmid: int | None
-    flags: list = field(default_factory=list)
-    owner_by: str | None = None     # "address" | "mac" | None
-    mac_owner: str | None = None    # MAC-MISMATCH: the guest this MAC belongs to
-
-    def to_json(self) -> dict:
-        return {"ip": self.ip, "mac": self.mac, "vendor": self.vendor, "owner": self.owner,
-                "owner_vmid": self.owner_vmid, "flags": list(self.flags), "owner_by": self.owner_by,
-                "mac_owner": self.mac_owner}
-
-
-def vendor_words(mac: str, lookup) -> str | None:
-    """The OUI's organisation, "locally administered" when the U/L bit says so, else None."""
-    v = lookup(mac)
-    if v:
-        return v
-    if int(mac[:2], 16) & 0x02:                 # IEEE 802 U/L bit
-        return "locally administered"
-    return None
-
-
-def build_rows(answers: dict, owners: Owners, vendor_of=lambda mac: None) -> list[Row]:
-    """One row per (ip, mac) heard; answers maps ip (str or int) -> {mac: ...}."""
-    rows = []
-    for key in sorted(answers, key=lambda k: ip_int(k) if isinstance(k, str) else k):
-        ip = key if isinstance(key, str) else ip_str(key)
-        macs = list(answers[key])
-        for mac in sorted(macs):
-            a = owners.attribute(ip, mac, macs)
-            rows.append(Row(ip=ip, mac=mac, vendor=vendor_words(mac, vendor_of), **a))
-    return rows
-
-
-@dataclass(frozen=True)
-class Silent:
-    ip: str
-    vmid: int | None
-    nic: str | None
-    owner: str
-    node: str | None
-
-    def to_json(self) -> dict:
-        return {"ip": self.ip, "vmid": self.vmid, "nic": self.nic, "owner": self.owner, "node": self.node}
-
-
-def silent(claims, net: ipaddress.IPv4Network, heard) -> list[Silent]:
-    """Guest addresses in net that nobody answered for (a stopped guest, or one unreachable)."""
-    out = []
-    for c in claims:
-        if c.kind != "guest" or c.ip in heard:
-            continue
-        try:
-            if ipaddress.IPv4Address(c.ip) not in net:
-                continue
-        except ValueError:
-            continue
-        out.append(Silent(ip=c.ip, vmid=c.vmid, nic=c.nic, owner=c.owner, node=c.node))
-    return sorted(set(out), key=lambda s: (ip_int(s.ip), s.vmid or 0, s.nic or ""))
-
-
-def exit_code(flag_lists) -> int:
-    """0 nothing wrong, 1 a DUP or MAC-MISMATCH anywhere (as `check`: a conflict)."""
-    return 1 if any(DUP in f or MISMATCH in f for f in flag_lists) else 0

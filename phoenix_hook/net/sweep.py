@@ -1,0 +1,151 @@
+"""The subnet sweep over the wire: pick the link, the sender address, drive net/scan.Sweep.
+
+The edge of `scan`: it reads this host's links and addresses (hostnet, neigh),
+sends and receives through wire.Wire on the monotonic clock, and returns who
+answered. What the answers mean (owners, flags) is decided above, in
+checks/answers.py; the command only renders.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import time
+from dataclasses import dataclass, field
+
+from phoenix_hook.errors import CannotCheck, UsageError
+from phoenix_hook.net import scan
+
+# arp-scan(1) --retry-send / --retry-send-interval: a full transmit queue
+# (ENOBUFS, EAGAIN) is waited out, 20 times 5 ms, before the send counts as failed.
+SEND_TRIES, SEND_WAIT = 20, 0.005
+
+
+def choose_link(bridge: str, vlan):
+    """(link to send on, tag to put on frames) per REFERENCE section 4, as check.py does."""
+    from phoenix_hook.net import hostnet
+    br = hostnet.link(bridge)
+    if br is None:
+        raise CannotCheck(f"bridge {bridge} does not exist on this host; name one with --bridge")
+    if not br.up:
+        raise CannotCheck(f"{bridge} is down (ip link set {bridge} up)")
+    if br.noarp:
+        raise CannotCheck(f"{bridge} has ARP turned off (NOARP)")
+    if vlan is not None:
+        # VLAN N untagged on a device of its own, if there is one: PVE's vmbrXvN
+        # on a non-VLAN-aware bridge, or the admin's vmbrX.N on a VLAN-aware one
+        # (pve-common Network.pm); else tagged frames on the bridge itself.
+        vdev = hostnet.link(f"{bridge}.{vlan}" if br.vlan_filtering else f"{bridge}v{vlan}")
+        if vdev is not None and vdev.up and not vdev.noarp:
+            return vdev, None
+    return br, vlan
+
+
+def plan_sweep(link, tag, net, *, yes: bool = False, rate: float = scan.RATE, bridge: str = "vmbr0"):
+    """(network, sender IP or None, host addresses [(ip, ifname, mac)]) for this sweep."""
+    from phoenix_hook.net import hostnet, neigh
+    addrs = neigh.read_addresses()
+    if addrs is None:                    # no `ip`: local addresses without prefix or MAC
+        local = [(ip, None, None) for ip in sorted(hostnet.local_ipv4())]
+        mine = []
+    else:
+        local = [(a.ip, a.ifname, a.mac) for a in addrs if a.family == 4 and not a.ip.startswith("127.")]
+        # Tagged frames on the bridge belong to VLAN `tag`, the bridge's own addresses do not.
+        mine = [a for a in addrs if a.family == 4 and a.ifname == link.name and tag is None]
+    if net is None:
+        if not mine:
+            where = f"{link.name} VLAN {tag}" if tag is not None else link.name
+            raise UsageError(f"{where} has no IPv4 address to take the subnet from; name the subnet: "
+                             f"phoenix-hook scan 10.0.0.0/24 --bridge {bridge}"
+                             + (f" --vlan {tag}" if tag is not None else ""))
+        net = mine[0].network
+        check_size(net, yes, rate)
+    # Sender IP: the link's address in the subnet, else one whose subnet overlaps it
+    # (10.0.0.1/24 for 10.0.0.128/25); else none, and RFC 5227 probes from 0.0.0.0.
+    inside = [a for a in mine if ipaddress.IPv4Address(a.ip) in net]
+    near = [a for a in mine if a.network.overlaps(net)]
+    src = (inside or near or [None])[0]
+    src = src.ip if src else None
+    return net, src, local
+
+
+def check_size(net, yes: bool, rate: float) -> None:
+    try:
+        scan.check_size(net, yes, rate)
+    except scan.ScanUsage as exc:
+        raise UsageError(str(exc)) from None
+
+
+def drive(sweep, wire, iface, frame_for, accept, progress=None, clock=time.monotonic) -> None:
+    """Run the sweep to its end: send what is due, read every answer. The only timing loop."""
+    from phoenix_hook.net import arp
+    from phoenix_hook.net.wire import WireError
+
+    def listen(timeout):
+        for _ifname, frame, vlan in wire.receive(timeout):
+            pkt = arp.parse(frame, vlan)
+            if pkt is not None and accept(pkt):
+                sweep.answer(scan.ip_int(pkt.sender_ip), pkt.sender_mac, clock())
+
+    now = clock()
+    sweep.start(now)
+    while not sweep.done(now):
+        for n in sweep.due(now):
+            for attempt in range(SEND_TRIES):
+                try:
+                    wire.send(iface, frame_for(n))
+                    break
+                except WireError as exc:
+                    if exc.errno not in (errno.ENOBUFS, errno.EAGAIN) or attempt == SEND_TRIES - 1:
+                        raise
+                    listen(SEND_WAIT)
+        listen(max(0.0, sweep.wakeup(clock()) - clock()))
+        now = clock()
+        if progress:
+            progress(sweep, now)
+    if progress:
+        progress(sweep, now, final=True)
+
+
+@dataclass
+class SweepResult:
+    """Who answered: ip (int) -> {mac: first heard}, and what it took."""
+    net: ipaddress.IPv4Network
+    link: object
+    tag: int | None
+    source_ip: str | None
+    local: list = field(default_factory=list)        # [(ip, ifname, mac)] of this host
+    in_net: list = field(default_factory=list)       # this host's addresses inside net
+    answers: dict = field(default_factory=dict)
+    sent: int = 0
+    elapsed_ms: int = 0
+
+
+def sweep(bridge: str, vlan, net=None, *, rate: float = scan.RATE, retries: int = scan.RETRIES,
+          timeout_ms: int = scan.TIMEOUT_MS, yes: bool = False, progress_factory=None,
+          warn=None) -> SweepResult:
+    """Sweep net (default: the link's own subnet) from bridge / VLAN; CannotCheck when the
+    wire fails, UsageError for what the admin must name."""
+    from phoenix_hook.net import hostnet
+    from phoenix_hook.net.wire import Wire, WireError
+    link, tag = choose_link(bridge, vlan)
+    net, src, local = plan_sweep(link, tag, net, yes=yes, rate=rate, bridge=bridge)
+    own_macs = hostnet.all_macs()
+    in_net = [ip for ip, _d, _m in local if ipaddress.IPv4Address(ip) in net]
+    frame_for = scan.request_frames(link.mac, src, tag, probe_for=in_net)
+
+    def accept(pkt):                    # on vmbrXvN VLAN N's answers arrive untagged (tag None)
+        return scan.is_answer(pkt, link.mac, tag, own_macs)
+
+    if not link.carrier and warn:
+        warn(f"no port of {link.name} is up, nobody can answer")
+    sw = scan.Sweep(scan.targets(net), rate=rate, retries=retries, timeout=timeout_ms / 1000)
+    progress = progress_factory(net, link, sw) if progress_factory else None
+    t0 = time.monotonic()
+    try:
+        with Wire([link.name]) as wire:
+            drive(sw, wire, link.name, frame_for, accept, progress)
+    except WireError as exc:
+        raise CannotCheck(exc.strerror or str(exc)) from None
+    return SweepResult(net=net, link=link, tag=tag, source_ip=src,
+                       local=local, in_net=in_net, answers=sw.answers, sent=sw.sent,
+                       elapsed_ms=round((time.monotonic() - t0) * 1000))
