@@ -11,6 +11,8 @@ cd "$(dirname "$0")"
 VENV=${PHOENIX_DEV_VENV:-.venv}
 
 say() { printf 'dev.sh: %s\n' "$*" >&2; }
+# CI is on for any value of $CI but "", "false" and "0" (tests/conftest.py reads it the same way).
+is_ci() { case "${CI:-}" in ""|false|False|FALSE|0) return 1 ;; *) return 0 ;; esac; }
 
 need_apt() {
   local missing=()
@@ -19,11 +21,10 @@ need_apt() {
   command -v arp-scan >/dev/null || missing+=(arp-scan)
   command -v nmap >/dev/null || missing+=(nmap)
   command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
-  command -v hyperfine >/dev/null || missing+=(hyperfine)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   # The DHCP servers only check the reservations output (kea-dhcp4 -t, dhcpd -t);
   # they are servers, so only CI installs them. Elsewhere those tests skip with a reason.
-  if [ "${CI:-}" = "true" ]; then
+  if is_ci; then
     command -v kea-dhcp4 >/dev/null || missing+=(kea-dhcp4-server)
     command -v dhcpd >/dev/null || missing+=(isc-dhcp-server)
   fi
@@ -47,7 +48,7 @@ setup() {
     say "creating virtualenv $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import phoenix_hook, netaddr, proxmoxer, requests, pytest, hypothesis, responses' 2>/dev/null \
+  if ! "$VENV/bin/python" -c 'import phoenix_hook, netaddr, proxmoxer, requests, pytest, hypothesis, responses, jsonschema' 2>/dev/null \
      || [ setup.cfg -nt "$VENV/.installed" ]; then
     say "installing phoenix-hook and its test dependencies into $VENV"
     if ! "$VENV/bin/python" -m pip install -q -e '.[test]' >"$VENV/pip.log" 2>&1; then

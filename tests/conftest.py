@@ -21,25 +21,35 @@ NODE = "pve1"
 HOOK_ENV = {"PATH": "/sbin:/bin:/usr/sbin:/usr/bin", "LC_ALL": "C"}
 
 
+LAB_PLAN = Path(__file__).resolve().parent / "data" / "lab_plan.json"
+
+
 def find_fixtures() -> Path | None:
-    """../shared/fixtures beside the repo (CI: a fresh clone with shared/ beside it)."""
+    """The real data in ../shared/fixtures beside the repo (CI: a fresh clone with shared/
+    beside it), or where PHOENIX_FIXTURES points; None in a clone with nothing beside it."""
     candidates = []
     if os.environ.get("PHOENIX_FIXTURES"):
         candidates.append(Path(os.environ["PHOENIX_FIXTURES"]))
-    candidates += [REPO.parent / "shared" / "fixtures", REPO / "shared" / "fixtures",
-                   Path("/work/shared/fixtures")]
+    candidates.append(REPO.parent / "shared" / "fixtures")
     for c in candidates:
-        if (c / "phoenix_lxc_configs.json").is_file():
+        if c.is_dir():
             return c
     return None
 
 
-def load_fixture_guests() -> dict[int, dict]:
+def shared_fixture(name: str) -> Path:
+    """A file or folder of the real data in ../shared/fixtures; skips the test with the reason
+    where it is absent (it comes from public repositories and is never copied into this repo)."""
     d = find_fixtures()
-    if d is None:
-        pytest.skip("shared/fixtures/phoenix_lxc_configs.json not found beside the repo "
-                    "(set PHOENIX_FIXTURES to its directory)")
-    data = json.loads((d / "phoenix_lxc_configs.json").read_text())
+    if d is None or not (d / name).exists():
+        pytest.skip(f"real data {name} not found: it lives in ../shared/fixtures beside the repo "
+                    f"(or set PHOENIX_FIXTURES to its folder)")
+    return d / name
+
+
+def load_fixture_guests() -> dict[int, dict]:
+    """The lab's containers: tests/data/lab_plan.json, written here in the deployment's plan shape."""
+    data = json.loads(LAB_PLAN.read_text())
     return {int(k): v for k, v in data["lxc_configs"].items()}
 
 
@@ -208,18 +218,39 @@ def responder(lab, tmp_path):
     return start
 
 
+def in_ci(environ=os.environ) -> bool:
+    """CI is on when CI is set to anything but "", "false" or "0" (CI services set "true",
+    some "1" or their own name)."""
+    return environ.get("CI", "").strip().lower() not in ("", "false", "0")
+
+
+def _skip_is_failure(item) -> bool:
+    return in_ci() and (item is None or item.get_closest_marker("may_skip_in_ci") is None)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """In CI (CI=true, as root, with shared/ beside the clone) a skip means a missing
-    dependency or fixture, not a choice: report it as a failure, so a green CI run has
-    really run the lab tests. Tests the kernel itself may rule out carry may_skip_in_ci."""
+    """In CI (as root, with shared/ beside the clone) a skip means a missing dependency or
+    fixture, not a choice: report it as a failure, so a green CI run has really run the lab
+    tests. Tests the kernel itself may rule out carry may_skip_in_ci."""
     outcome = yield
     rep = outcome.get_result()
-    if (rep.skipped and os.environ.get("CI") == "true" and not hasattr(rep, "wasxfail")
-            and item.get_closest_marker("may_skip_in_ci") is None):
+    if rep.skipped and not hasattr(rep, "wasxfail") and _skip_is_failure(item):
         reason = rep.longrepr[-1] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome = "failed"
         rep.longrepr = f"skipped in CI, which must run every test: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole module skipped while it is collected (a module-level
+    importorskip): in CI that is a failure too, not a silent hole."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and in_ci():
+        reason = rep.longrepr[-1] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"{collector.nodeid} skipped while collected in CI: {reason}"
 
 
 class Clock:

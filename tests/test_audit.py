@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import LAB_PLAN
 
 from phoenix_hook.checks import audit
 from phoenix_hook.cli import main as cli
@@ -13,7 +14,7 @@ from phoenix_hook.pve import sources
 from phoenix_hook.pve.guest import parse_config
 from phoenix_hook.pve.files import FileSource, SourceError
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "phoenix_lxc_configs.json"
+FIXTURE = LAB_PLAN        # the deployment's plan shape, guests of our own (tests/data)
 
 
 def fixture_configs() -> dict[int, str]:
@@ -41,12 +42,12 @@ def test_fixture_cluster_is_clean():
 
 def test_clone_that_kept_ip_and_mac():
     cfg = fixture_configs()
-    cfg[958] = cfg[951].replace("vllm-granite-embed-r2", "embed-clone")
+    cfg[958] = cfg[951].replace("embed-api", "embed-clone")
     found = audit.audit(guests_of(cfg))
     assert kinds(found) == [("duplicate-ip", (951, 958)), ("duplicate-mac", (951, 958))]
     ip = next(f for f in found if f.kind == "duplicate-ip")
     assert ip.ip == "10.0.0.151" and "CT 951 net0 on pve1, CT 958 net0 on pve1" in ip.detail
-    assert [w.to_json()["name"] for w in ip.guests] == ["vllm-granite-embed-r2", "embed-clone"]
+    assert [w.to_json()["name"] for w in ip.guests] == ["embed-api", "embed-clone"]
 
 
 def test_same_ip_in_other_vlan_is_not_a_duplicate_but_same_mac_is():

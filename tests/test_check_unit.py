@@ -156,7 +156,7 @@ def _cluster():
     other_bridge = ct(953, "bridge=vmbr1,ip=10.0.0.151/24", node="pve2")
     other_vlan = ct(954, "bridge=vmbr1,ip=192.168.50.151/24,tag=30")
     same_vlan_tpl = ct(900, f"bridge=vmbr1,ip=192.168.50.151/24,tag=20,hwaddr={SQUAT}",
-                       name="Template-Base", node="pve3", extra=["template: 1"])
+                       name="base-template", node="pve3", extra=["template: 1"])
     dhcp = ct(955, "bridge=vmbr0,ip=dhcp")
     return me, [me, same, other_bridge, other_vlan, same_vlan_tpl, dhcp]
 
@@ -168,7 +168,7 @@ def test_config_warnings_same_bridge_and_vlan_only():
     assert w0[0].detail == "CT 952 (other) on node pve2 is also configured with 10.0.0.151 (net0)"
     w1 = config_warnings(me, me.nic("net1"), cluster)
     assert [(w.vmid, w.node) for w in w1] == [(900, "pve3")]
-    assert w1[0].detail.startswith("template CT 900 (Template-Base) on node pve3")
+    assert w1[0].detail.startswith("template CT 900 (base-template) on node pve3")
 
 
 def test_config_warnings_none_for_self_or_no_address():
@@ -210,7 +210,7 @@ def test_wire_finding_names_the_owning_guest():
     _, cluster = _cluster()
     f = wire_finding(_conflict("announcement"), mac_owners(cluster), lambda m: ("Acme", "Acme"))
     assert f.vendor == "Acme"
-    assert f.line == f"is in use by {SQUAT} (Acme, the MAC of CT 900 (Template-Base) on node pve3)"
+    assert f.line == f"is in use by {SQUAT} (Acme, the MAC of CT 900 (base-template) on node pve3)"
     assert "announced this address" in f.detail and "CT 900" in f.detail
 
 

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import shared_fixture
 
 from phoenix_hook.pve.guest import (merge_pending, parse_config, parse_props, pending_network_changes,
                                 split_sections, with_node)
@@ -12,7 +13,7 @@ from phoenix_hook.pve.guest import (merge_pending, parse_config, parse_props, pe
 # REFERENCE section 3, verbatim.
 EXAMPLE_951 = """\
 arch: amd64
-hostname: vllm-granite-embed-r2
+hostname: embed-api
 memory: 72000
 net0: name=eth0,bridge=vmbr0,firewall=1,gw=10.0.0.1,hwaddr=52:54:00:67:89:B1,ip=10.0.0.151/24,type=veth
 net1: name=eth1,bridge=vmbr1,hwaddr=BC:24:11:5E:2A:01,ip=192.168.50.151/24,tag=20,type=veth
@@ -25,7 +26,7 @@ net0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B1,ip=10.0.0.99/24,type=veth
 snaptime: 1726000000
 """
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "phoenix_lxc_configs.json"
+
 
 
 def lxc(*lines: str) -> str:
@@ -36,7 +37,7 @@ def lxc(*lines: str) -> str:
 
 def test_reference_example_current_section():
     g = parse_config(EXAMPLE_951, 951, node="pve1")
-    assert (g.vmid, g.type, g.name, g.node) == (951, "lxc", "vllm-granite-embed-r2", "pve1")
+    assert (g.vmid, g.type, g.name, g.node) == (951, "lxc", "embed-api", "pve1")
     assert [n.key for n in g.nics] == ["net0", "net1"]
     net0, net1 = g.nics
     assert (net0.address, net0.prefixlen, net0.bridge, net0.gw) == ("10.0.0.151", 24, "vmbr0", "10.0.0.1")
@@ -306,9 +307,7 @@ def test_parse_props():
 # -- the real fixture ------------------------------------------------------
 
 def _fixture_configs():
-    if not FIXTURE.is_file():
-        pytest.skip(f"fixture not found at {FIXTURE}")
-    return json.loads(FIXTURE.read_text())["lxc_configs"]
+    return json.loads(shared_fixture("phoenix_lxc_configs.json").read_text())["lxc_configs"]
 
 
 def _as_lxc_conf(c: dict) -> str:

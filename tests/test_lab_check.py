@@ -53,7 +53,7 @@ def test_check_clear_and_conflict(lab, pve, run_cli):
     assert code == 0, doc
     assert doc["verdict"] == "clear"
     assert [(g["vmid"], g["type"], g["name"], g["verdict"]) for g in doc["guests"]] == \
-           [(951, "lxc", "vllm-granite-embed-r2", "clear")]
+           [(951, "lxc", "embed-api", "clear")]
     n = doc["guests"][0]["nics"][0]
     assert (n["nic"], n["ip"], n["bridge"], n["vlan"], n["verdict"], n["conflicts"], n["warnings"]) == \
            ("net0", "10.0.0.151", "vmbr0", None, "clear", [], [])

@@ -403,13 +403,13 @@ def test_config_duplicate_on_another_node(lab, pve, run_hook):
     code, out, recs = run_hook(lab, 951)
     assert code == 0, out
     assert f"{P} CT 951 net0 10.0.0.151 is free on vmbr0" in out
-    assert f"WARNING: {P} CT 951 net0 10.0.0.151: CT 910 (Portainer) on node pve2 is also configured with " \
+    assert f"WARNING: {P} CT 951 net0 10.0.0.151: CT 910 (dashboard) on node pve2 is also configured with " \
            f"10.0.0.151 (net0)" in out.splitlines(), out
     assert "912" not in out
     r = record_of(recs)
     assert r["verdict"] == "clear" and r["exit"] == 0
     assert nic_of(r)["warnings"] == [{"source": "config", "vmid": 910, "node": "pve2", "detail":
-                                      "CT 910 (Portainer) on node pve2 is also configured with 10.0.0.151 (net0)"}]
+                                      "CT 910 (dashboard) on node pve2 is also configured with 10.0.0.151 (net0)"}]
 
 
 def test_live_migration_target_is_not_probed(lab, pve, run_hook):

@@ -95,7 +95,7 @@ def test_parsers_never_raise_on_any_json(doc):
 
 
 def _owners():
-    g = [parse_config("hostname: vllm-granite-embed-r2\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B1,"
+    g = [parse_config("hostname: embed-api\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B1,"
                       "ip=10.0.0.151/24,ip6=fd00::151/64\n", 951, "lxc", "pve1"),
          parse_config("hostname: qdrant\nnet0: name=eth0,bridge=vmbr1,hwaddr=52:54:00:67:89:B2,"
                       "ip=10.0.1.152/24,ip6=fd00::152/64,tag=30\n", 952, "lxc", "pve1")]
@@ -106,7 +106,7 @@ def _owners():
 def test_rows_owner_flags_and_unresolved():
     entries = neigh.parse_ip_neigh_json(IP_NEIGH)
     rows = {(r["ip"], r["mac"]): r for r in rows_for(entries, _owners())}
-    assert rows[("10.0.0.151", "52:54:00:67:89:b1")]["owner"] == "CT 951 vllm-granite-embed-r2"
+    assert rows[("10.0.0.151", "52:54:00:67:89:b1")]["owner"] == "CT 951 embed-api"
     assert rows[("10.0.0.1", "00:1b:21:aa:bb:cc")]["flags"] == [MISMATCH]      # someone has our address
     ll = rows[("fe80::5054:ff:fe67:89b1", "52:54:00:67:89:b1")]
     assert (ll["owner_vmid"], ll["owner_by"], ll["flags"]) == (951, "mac", [])       # link-local, by MAC

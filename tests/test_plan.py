@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import LAB_PLAN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +14,7 @@ from phoenix_hook.pve.guest import parse_config
 from phoenix_hook.checks.plan import (PlanEntry, PlanError, check_plan, load_plan, loads_plan, parse_plan,
                                select, to_guests)
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "phoenix_lxc_configs.json"
+FIXTURE = LAB_PLAN        # the deployment's plan shape, guests of our own (tests/data)
 FIXTURE_VMIDS = [900, 901, 902, 910, 920, 950, 951, 952, 953, 954, 955, 956, 957]
 
 
@@ -44,7 +45,7 @@ def test_fixture_is_read():
     e = next(e for e in es if e.vmid == 951)
     assert (e.nic, e.bridge, e.ip, e.address, e.prefixlen, e.gw, e.mac, e.vlan, e.name, e.type) == (
         "net0", "vmbr0", "10.0.0.151/24", "10.0.0.151", 24, "10.0.0.1", "52:54:00:67:89:b1", None,
-        "vllm-granite-embed-r2", "lxc")
+        "embed-api", "lxc")
     assert {e.address for e in es} >= {"10.0.0.99", "10.0.0.200", "10.0.0.157"}
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import LAB_PLAN
 
 import phoenix_hook
 from phoenix_hook.net import arp, lab as labmod
@@ -26,7 +27,7 @@ from phoenix_hook.pve.files import FileSource
 from phoenix_hook.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "phoenix_lxc_configs.json"
+FIXTURE = LAB_PLAN        # the deployment's plan shape, guests of our own (tests/data)
 NODE = "pve1"
 BR_MAC = "02:00:00:00:00:01"
 SQUAT_MAC = "16:0d:a0:c0:b9:1b"
@@ -169,7 +170,7 @@ def test_wire_conflict_names_the_mac_and_its_guest(tree):
 
 
 def test_running_guest_answering_from_its_own_planned_mac_is_not_a_conflict(tree):
-    write(tree, 952, ct(952, "10.0.0.152/24", "52:54:00:67:89:B2", "qdrant-VSCodeRag"))
+    write(tree, 952, ct(952, "10.0.0.152/24", "52:54:00:67:89:B2", "vector-db"))
     answers = {"10.0.0.152": "52:54:00:67:89:b2"}
     running = phoenix_hook.preflight(str(FIXTURE), [952], settings=settings_for(tree),
                                      source=TreeSource(tree, running={952}), facts=FACTS,
@@ -238,7 +239,7 @@ def run_cli(argv, capsys):
 def test_cli_clean_plan_exit_0(tmp_path, tree, capsys):
     code, out, err = run_cli(["--config", conf(tmp_path, tree), "preflight", str(FIXTURE), "--no-probe"], capsys)
     assert code == 0, err
-    assert "verdict: clear" in out and "CT 957 llamacpp" in out
+    assert "verdict: clear" in out and "CT 957 inference" in out
 
 
 def test_cli_json_shape_and_the_outage(tmp_path, tree, capsys):

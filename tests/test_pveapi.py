@@ -25,16 +25,16 @@ BASE = "https://pve1.example.invalid:8006/api2/json"
 SECRET = "5f1ae3c2-8d3b-4c1e-9a51-0f5e0d9a7b11"
 
 RESOURCES = [
-    {"id": "lxc/951", "type": "lxc", "vmid": 951, "node": "pve1", "name": "vllm-granite-embed-r2",
+    {"id": "lxc/951", "type": "lxc", "vmid": 951, "node": "pve1", "name": "embed-api",
      "status": "running", "template": 0, "tags": "vllm", "maxmem": 75497472000, "uptime": 3600},
-    {"id": "lxc/952", "type": "lxc", "vmid": 952, "node": "pve2", "name": "qdrant-VSCodeRag",
+    {"id": "lxc/952", "type": "lxc", "vmid": 952, "node": "pve2", "name": "vector-db",
      "status": "stopped", "template": 0},
     {"id": "qemu/120", "type": "qemu", "vmid": 120, "node": "pve2", "name": "vm120",
      "status": "running", "template": 0},
 ]
 CONFIGS = {
     ("pve1", "lxc", 951): {
-        "arch": "amd64", "hostname": "vllm-granite-embed-r2", "memory": 72000, "swap": 512,
+        "arch": "amd64", "hostname": "embed-api", "memory": 72000, "swap": 512,
         "net0": "name=eth0,bridge=vmbr0,firewall=1,gw=10.0.0.1,hwaddr=52:54:00:67:89:B1,"
                 "ip=10.0.0.151/24,type=veth",
         "net1": "name=eth1,bridge=vmbr1,hwaddr=BC:24:11:5E:2A:01,ip=192.168.50.151/24,tag=20,type=veth",
@@ -44,7 +44,7 @@ CONFIGS = {
         "digest": "4f7c1b3e8a9d0c2b5e6f7a8b9c0d1e2f3a4b5c6d",
     },
     ("pve2", "lxc", 952): {
-        "hostname": "qdrant-VSCodeRag",
+        "hostname": "vector-db",
         "net0": "name=eth0,bridge=vmbr0,gw=10.0.0.1,hwaddr=52:54:00:67:89:B2,ip=10.0.0.152/24,type=veth",
         "digest": "0d1e2f3a4b5c6d4f7c1b3e8a9d0c2b5e6f7a8b9c",
     },
@@ -114,7 +114,7 @@ def test_guests_in_api_shapes(tmp_path):
     guests = {g.vmid: g for g in src.guests()}
     assert sorted(guests) == [120, 951, 952]
     ct = guests[951]
-    assert (ct.type, ct.node, ct.name) == ("lxc", "pve1", "vllm-granite-embed-r2")
+    assert (ct.type, ct.node, ct.name) == ("lxc", "pve1", "embed-api")
     assert [(n.key, n.address, n.hwaddr, n.tag) for n in ct.nics] == [
         ("net0", "10.0.0.151", "52:54:00:67:89:b1", None), ("net1", "192.168.50.151", "bc:24:11:5e:2a:01", 20)]
     vm = guests[120]                       # QEMU: ipconfig0 paired with net0, MAC from virtio=
@@ -272,7 +272,7 @@ def test_one_guest_config_gone_is_that_guests_error_not_the_runs(tmp_path, capsy
     assert sorted(guests) == [120, 951, 952]
     assert not guests[951].errors and guests[951].nics
     g = guests[952]
-    assert (g.type, g.node, g.name, g.nics) == ("lxc", "pve2", "qdrant-VSCodeRag", ())
+    assert (g.type, g.node, g.name, g.nics) == ("lxc", "pve2", "vector-db", ())
     [e] = g.errors
     assert "500" in e and "does not exist" in e and "deleted or migrated" in e and "\n" not in e
     assert "404" in guests[120].errors[0]

@@ -16,13 +16,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import LAB_PLAN
 
 from phoenix_hook.cli import main as cli
 from phoenix_hook.net import lab as labmod
 from phoenix_hook.checks import reservations
 from phoenix_hook.pve.guest import parse_config
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "phoenix_lxc_configs.json"
+FIXTURE = LAB_PLAN        # the deployment's plan shape, guests of our own (tests/data)
 
 
 def fixture_guests():
@@ -57,9 +58,9 @@ def test_collect():
     assert len(rs) == 13 + 2 + 1
     assert (970, "net0") not in by and (971, "net0") not in by          # template, dhcp
     r = by[(951, "net0")]
-    assert (r.mac, r.ip, r.hostname, r.subnet) == ("52:54:00:67:89:b1", "10.0.0.151", "vllm-granite-embed-r2",
+    assert (r.mac, r.ip, r.hostname, r.subnet) == ("52:54:00:67:89:b1", "10.0.0.151", "embed-api",
                                                    "10.0.0.0/24")
-    assert by[(950, "net0")].hostname == "vllm-qwen3c-4bit"
+    assert by[(950, "net0")].hostname == "llm-chat"
     assert by[(120, "net0")].hostname == "web-120-example" and by[(120, "net0")].vlan == 30
     assert by[(120, "net1")].hostname == "web-120-example-net1"
     assert by[(972, "net0")].hostname == "n-code"
@@ -67,11 +68,11 @@ def test_collect():
 
 def test_duplicates_are_skipped_with_reasons_and_names_made_unique():
     gs = fixture_guests()
-    gs.append(parse_config("hostname: vllm-granite-embed-r2\nnet0: name=eth0,bridge=vmbr0,"
+    gs.append(parse_config("hostname: embed-api\nnet0: name=eth0,bridge=vmbr0,"
                            "hwaddr=52:54:00:67:89:B1,ip=10.0.0.158/24\n", 958, "lxc", "pve1"))
-    gs.append(parse_config("hostname: llamacpp\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:00:09:59,"
+    gs.append(parse_config("hostname: inference\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:00:09:59,"
                            "ip=10.0.0.157/24\n", 959, "lxc", "pve1"))
-    gs.append(parse_config("hostname: llamacpp\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:00:09:60,"
+    gs.append(parse_config("hostname: inference\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:00:09:60,"
                            "ip=10.0.0.160/24\n", 960, "lxc", "pve1"))
     gs.append(parse_config("hostname: nomac\nnet0: name=eth0,bridge=vmbr0,ip=10.0.0.161/24\n", 961, "lxc", "pve1"))
     rs, skipped = reservations.collect(gs)
@@ -80,7 +81,7 @@ def test_duplicates_are_skipped_with_reasons_and_names_made_unique():
     assert any("CT 951 net0 10.0.0.151: MAC 52:54:00:67:89:b1 is also on CT 958 net0" in s for s in skipped)
     assert any("CT 959 net0 10.0.0.157: the address is also configured on CT 957 net0" in s for s in skipped)
     assert any("CT 961 net0 10.0.0.161: no MAC" in s for s in skipped)
-    assert [r.hostname for r in rs if r.vmid == 960] == ["llamacpp"]      # 957 was skipped: no clash left
+    assert [r.hostname for r in rs if r.vmid == 960] == ["inference"]      # 957 was skipped: no clash left
 
 
 def test_hostname_clash_gets_the_vmid():
@@ -186,7 +187,7 @@ def test_dnsmasq_accepts_it(tmp_path):
     dnsmasq = _need("dnsmasq")
     p, rs = _write(tmp_path, "dnsmasq")
     lines = [x for x in p.read_text().splitlines() if not x.startswith("#")]
-    assert len(lines) == len(rs) and "dhcp-host=52:54:00:67:89:b1,10.0.0.151,vllm-granite-embed-r2" in lines
+    assert len(lines) == len(rs) and "dhcp-host=52:54:00:67:89:b1,10.0.0.151,embed-api" in lines
     ok = subprocess.run([dnsmasq, "--test", f"--conf-file={p}"], capture_output=True, text=True)
     assert ok.returncode == 0 and "syntax check OK" in ok.stderr, ok.stderr
     # negative control: dnsmasq does reject a bad dhcp-host hostname
@@ -202,7 +203,7 @@ def test_isc_dhcpd_accepts_it(tmp_path):
     text = p.read_text()
     assert text.count("host ") == len(rs)
     assert "host ct951-net0 {\n  hardware ethernet 52:54:00:67:89:b1;\n  fixed-address 10.0.0.151;\n" \
-           "  option host-name \"vllm-granite-embed-r2\";\n}" in text
+           "  option host-name \"embed-api\";\n}" in text
     ok = subprocess.run([dhcpd, "-t", "-cf", str(p)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     bad = tmp_path / "bad.conf"

@@ -110,12 +110,12 @@ def test_owners_and_flags(full, world):
     _code, doc, _err = full
     mac = world[2]
     got = rows(doc)
-    assert got[("10.0.0.151", mac[951])]["owner"] == "CT 951 vllm-granite-embed-r2"
+    assert got[("10.0.0.151", mac[951])]["owner"] == "CT 951 embed-api"
     assert got[("10.0.0.151", mac[951])]["flags"] == []
     assert got[("10.0.0.151", mac[951])]["owner_vmid"] == 951
     assert got[("10.0.0.152", STRANGER)]["flags"] == ["MAC-MISMATCH"]
     assert got[("10.0.0.152", STRANGER)]["owner_vmid"] == 952
-    assert got[("10.0.0.157", mac[957])]["owner"] == "CT 957 llamacpp"      # node pve2
+    assert got[("10.0.0.157", mac[957])]["owner"] == "CT 957 inference"      # node pve2
     assert got[("10.0.0.120", VM120_MAC)]["owner"] == "VM 120 web"
     assert got[("10.0.0.60", next(m for ip, m in got if ip == "10.0.0.60"))]["flags"] == ["UNCLAIMED"]
     assert got[("10.0.0.1", THIEF)]["owner"] == "host pve1"
@@ -141,14 +141,14 @@ def test_vlan_sweep(world):
     code, out, err = cli(world, "scan", "10.0.0.152/30", "--vlan", "20", "--json")
     doc = json.loads(out)
     assert code == 0, err
-    assert [(r["ip"], r["owner"], r["flags"]) for r in doc["rows"]] == [("10.0.0.155", "CT 955 ollama-oWUI", [])]
+    assert [(r["ip"], r["owner"], r["flags"]) for r in doc["rows"]] == [("10.0.0.155", "CT 955 model-server", [])]
     assert doc["vlan"] == 20 and doc["source_ip"] == "0.0.0.0" and doc["silent"] == []
 
 
 def test_human_table_exit_0(world):
     code, out, err = cli(world, "scan", "10.0.0.150/31")
     assert code == 0, err
-    assert "10.0.0.151" in out and "CT 951 vllm-granite-embed-r2" in out and "\033[" not in out
+    assert "10.0.0.151" in out and "CT 951 embed-api" in out and "\033[" not in out
     code, out, _err = cli(world, "scan", "10.0.0.60/32")
     assert code == 0 and "UNCLAIMED" in out                               # no conflict: exit 0
 

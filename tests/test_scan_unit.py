@@ -207,12 +207,12 @@ def guests():
     lxc = lambda vmid, name, net0, extra="": parse_config(f"hostname: {name}\nnet0: {net0}\n{extra}", vmid,
                                                           "lxc", "pve1")
     return [
-        lxc(951, "vllm-granite-embed-r2", "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B1,ip=10.0.0.151/24"),
-        lxc(952, "qdrant-VSCodeRag", "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B2,ip=10.0.0.152/24"),
-        lxc(953, "Nginx-VscodeRag", "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B3,ip=10.0.0.153/24"),
-        lxc(955, "ollama-oWUI", "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B5,ip=10.0.0.155/24,tag=20"),
+        lxc(951, "embed-api", "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B1,ip=10.0.0.151/24"),
+        lxc(952, "vector-db", "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B2,ip=10.0.0.152/24"),
+        lxc(953, "web-proxy", "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B3,ip=10.0.0.153/24"),
+        lxc(955, "model-server", "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B5,ip=10.0.0.155/24,tag=20"),
         lxc(956, "dhcp-guest", "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B6,ip=dhcp"),
-        lxc(900, "Template-Base", "name=eth0,bridge=vmbr0,hwaddr=52:54:00:AA:BB:CC,ip=10.0.0.200/24",
+        lxc(900, "base-template", "name=eth0,bridge=vmbr0,hwaddr=52:54:00:AA:BB:CC,ip=10.0.0.200/24",
             "template: 1\n"),
         parse_config("name: web\nnet0: virtio=BC:24:11:00:01:20,bridge=vmbr0\nipconfig0: ip=10.0.0.120/24\n",
                      120, "qemu", "pve2"),
@@ -234,14 +234,14 @@ def rows_for(heard, **kw):
 
 def test_owner_and_no_flags_when_the_configured_mac_answers():
     r = rows_for({"10.0.0.151": {"52:54:00:67:89:b1": 0}})[("10.0.0.151", "52:54:00:67:89:b1")]
-    assert (r.owner, r.owner_vmid, r.flags, r.owner_by) == ("CT 951 vllm-granite-embed-r2", 951, [], "address")
+    assert (r.owner, r.owner_vmid, r.flags, r.owner_by) == ("CT 951 embed-api", 951, [], "address")
     assert r.vendor == "locally administered"           # 52:54:00 has the U/L bit set
 
 
 def test_mac_mismatch_names_the_guest_the_mac_belongs_to():
     r = rows_for({"10.0.0.152": {"52:54:00:67:89:b3": 0}})[("10.0.0.152", "52:54:00:67:89:b3")]
-    assert r.flags == [MISMATCH] and r.owner == "CT 952 qdrant-VSCodeRag"
-    assert r.mac_owner == "CT 953 Nginx-VscodeRag"
+    assert r.flags == [MISMATCH] and r.owner == "CT 952 vector-db"
+    assert r.mac_owner == "CT 953 web-proxy"
 
 
 def test_dup_flags_both_macs():
@@ -270,7 +270,7 @@ def test_qemu_guest_on_another_node_and_vlan_scoping():
     # CT 955 is on VLAN 20: untagged, its address is nobody's; in VLAN 20 it is its own.
     assert rows_for({"10.0.0.155": {"52:54:00:67:89:b5": 0}})[("10.0.0.155", "52:54:00:67:89:b5")].owner_by == "mac"
     r = rows_for({"10.0.0.155": {"52:54:00:67:89:b5": 0}}, vlan=20)[("10.0.0.155", "52:54:00:67:89:b5")]
-    assert r.owner == "CT 955 ollama-oWUI" and r.owner_by == "address"
+    assert r.owner == "CT 955 model-server" and r.owner_by == "address"
 
 
 def test_two_guests_configured_with_one_address():
@@ -289,7 +289,7 @@ def test_silent_lists_configured_addresses_that_did_not_answer():
     assert [(s.ip, s.vmid, s.nic) for s in quiet] == [("10.0.0.120", 120, "net0"), ("10.0.0.152", 952, "net0"),
                                                       ("10.0.0.153", 953, "net0")]
     assert answers.silent(claims, net("10.0.0.152/31"), set())[0].to_json() == \
-        {"ip": "10.0.0.152", "vmid": 952, "nic": "net0", "owner": "CT 952 qdrant-VSCodeRag", "node": "pve1"}
+        {"ip": "10.0.0.152", "vmid": 952, "nic": "net0", "owner": "CT 952 vector-db", "node": "pve1"}
 
 
 def test_rows_sorted_by_address_and_exit_code():
@@ -402,12 +402,12 @@ def test_csv_and_table():
     quiet = answers.silent(claims, net("10.0.0.150/31"), {"10.0.0.151"})
     lines = cmd_scan.csv_text(rows, quiet + answers.silent(claims, net("10.0.0.152/32"), set())).splitlines()
     assert lines[0] == "ip,mac,vendor,owner,owner_vmid,flags"
-    assert lines[1] == "10.0.0.151,02:00:00:00:00:77,locally administered,CT 951 vllm-granite-embed-r2,951,DUP MAC-MISMATCH"
-    assert lines[-1] == "10.0.0.152,,,CT 952 qdrant-VSCodeRag,952,SILENT"
+    assert lines[1] == "10.0.0.151,02:00:00:00:00:77,locally administered,CT 951 embed-api,951,DUP MAC-MISMATCH"
+    assert lines[-1] == "10.0.0.152,,,CT 952 vector-db,952,SILENT"
     result = {"cidr": "10.0.0.0/24", "bridge": "vmbr0", "vlan": None, "sent": 3, "source_ip": "10.0.0.1",
               "elapsed_ms": 250, "local": []}
     text = cmd_scan.table(result, rows, quiet, color=False)
-    assert "CT 951 vllm-granite-embed-r2" in text and "\033[" not in text
+    assert "CT 951 embed-api" in text and "\033[" not in text
     assert "Conflicts: 10.0.0.151 DUP MAC-MISMATCH" in text
     assert "\033[31;1mDUP\033[0m" in cmd_scan.table(result, rows, quiet, color=True)
 

@@ -5,7 +5,7 @@ import pytest
 
 from phoenix_hook.net import vendor
 
-netaddr = pytest.importorskip("netaddr")
+import netaddr  # a dependency of phoenix-hook: its absence is a failure, not a skip
 from netaddr.core import NotRegisteredError  # noqa: E402
 from netaddr.eui import ieee  # noqa: E402
 

@@ -19,7 +19,7 @@ FLAGS = (DUP, MISMATCH, UNCLAIMED)
 class Claim:
     """Someone configured to hold an address: a guest NIC, this host, a cluster node."""
     ip: str
-    owner: str                 # "CT 951 vllm-granite-embed-r2", "VM 120 web", "host pve1"
+    owner: str                 # "CT 951 embed-api", "VM 120 web", "host pve1"
     vmid: int | None = None
     nic: str | None = None     # "net0"
     mac: str | None = None     # the configured MAC, lower-case; None when not known

@@ -3,7 +3,7 @@
 Two forms are read (README "Preflight"):
 
 1. The phoenix_hypervisor shape (../shared/fixtures/phoenix_lxc_configs.json):
-       {"lxc_configs": {"951": {"name": "vllm-granite-embed-r2",
+       {"lxc_configs": {"951": {"name": "embed-api",
                                 "network_config": {"name": "eth0", "bridge": "vmbr0",
                                                    "ip": "10.0.0.151/24", "gw": "10.0.0.1"},
                                 "mac_address": "52:54:00:67:89:B1", ...}}}
@@ -12,7 +12,7 @@ Two forms are read (README "Preflight"):
 2. A generic list, one entry per NIC:
        [{"vmid": 951, "nic": "net0", "bridge": "vmbr0", "ip": "10.0.0.151/24",
          "mac": "52:54:00:67:89:B1", "vlan": null, "gw": "10.0.0.1",
-         "name": "vllm-granite-embed-r2", "type": "lxc"}]
+         "name": "embed-api", "type": "lxc"}]
    vmid and ip are required; nic defaults to net0, type to lxc, bridge to
    vmbr0 (DEFAULT_BRIDGE, the bridge PVE's installer creates and its GUI
    offers first), and the report says the bridge was assumed: a static

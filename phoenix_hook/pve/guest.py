@@ -106,7 +106,7 @@ class Guest:
         return label_for(self.type, self.vmid)
 
     def describe(self, nic_key: str | None = None) -> str:
-        """"template CT 910 (Portainer) net0 on node pve2": a guest named for a message."""
+        """"template CT 910 (dashboard) net0 on node pve2": a guest named for a message."""
         kind = "template " if self.template else ""
         name = f" ({self.name})" if self.name else ""
         where = f" on node {self.node}" if self.node else ""
