@@ -1,4 +1,6 @@
 """Node-local claims (claims.py): who holds an address while its guest is starting."""
+import os
+
 from phoenix_hook.pve import claims
 
 
@@ -98,3 +100,27 @@ def test_racing_hooks_in_real_time_have_one_winner(tmp_path):
     for attempt in range(5):
         results = _race(str(tmp_path), f"10.0.0.{attempt + 1}", range(951, 957))
         assert sum(held is None for _vmid, held in results) == 1, results
+
+
+def test_the_claim_time_is_read_under_the_lock(tmp_path):
+    """Read before the flock, a loser's clock could be older than the winner's claim, which
+    it would then see 'from the future'; the 1 s tolerance would hide that, so look directly:
+    at the moment the clock is read, nobody else can take the claims lock."""
+    import fcntl
+    import time as _time
+    seen = []
+
+    def clock():
+        fd = os.open(str(tmp_path / "claims" / ".lock"), os.O_WRONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append("free")
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            seen.append("held")
+        finally:
+            os.close(fd)
+        return _time.time()
+
+    assert claims.claim(str(tmp_path), 951, "10.0.0.151", "vmbr0", None, clock=clock) is None
+    assert seen == ["held"]

@@ -76,3 +76,25 @@ def test_unknown_sections_are_named(text, words):
     with pytest.raises(SettingsError) as e:
         parse(text, "/etc/phoenix-hook/phoenix-hook.conf")
     assert words in str(e.value) and "/etc/phoenix-hook/phoenix-hook.conf" in str(e.value)
+
+
+def _conflict_report(guests, settings, opts, **kw):
+    from phoenix_hook.checks.report import Finding, GuestResult, NicResult, Report
+    g = guests[0]
+    nic = NicResult(nic="net0", ip="10.0.0.151", bridge="vmbr0", vlan=None, verdict="conflict",
+                    conflicts=[Finding(source="arp", detail="answered our probe", mac="16:0d:a0:c0:b9:1b",
+                                       line="10.0.0.151 is in use by 16:0d:a0:c0:b9:1b")])
+    return Report(guests=[GuestResult(vmid=g.vmid, type=g.type, name=g.name, nics=[nic])])
+
+
+@pytest.mark.parametrize("mode,code,action", [("warn", 0, "warned"), ("enforce", 1, "refused")])
+def test_a_conflict_refuses_only_in_enforce_mode(tree, monkeypatch, capsys, mode, code, action):
+    """warn mode starts the guest (exit 0) with a WARNING: line; enforce refuses (exit 1).
+    The root-only lab tests show it on the wire; this shows the policy itself, anywhere."""
+    monkeypatch.setattr(check, "run_check", _conflict_report)
+    assert hook.main(["951", "pre-start"], environ=tree(mode=mode)) == code
+    out = capsys.readouterr().out
+    assert ("WARNING:" in out) == (mode == "warn"), out
+    assert "16:0d:a0:c0:b9:1b" in out
+    rec = json.loads(tree.log.read_text())
+    assert (rec["verdict"], rec["action"], rec["exit"]) == ("conflict", action, code)

@@ -440,6 +440,21 @@ def test_not_a_conflict(p):
     assert judge(p) is None
 
 
+def _na_mixed(eth_src, tll):
+    return parsed(ndp.build(ndp.ND_NEIGHBOR_ADVERT, eth_src=eth_src, eth_dst="33:33:00:00:00:01",
+                            ip_src=IP6, ip_dst="ff02::1", target=IP6, flags=ndp.NA_OVERRIDE,
+                            tgt_lladdr=tll))
+
+
+@pytest.mark.parametrize("eth_src,tll", [(HOST2, SQUAT), (SQUAT, HOST2)])
+def test_a_frame_from_or_naming_one_of_the_hosts_own_macs_is_no_conflict(eth_src, tll):
+    # Either half alone says the frame is this host's (sent by it, or pointing at it), as an
+    # ARP frame from one of our MACs says in judge_arp; a foreign MAC on the other half
+    # does not make it another node's claim. The IPv4 side has its test in test_acd.py.
+    assert judge(_na_mixed(eth_src, tll)) is None
+    assert judge(_na_mixed(eth_src, tll), own=frozenset({BR})) is not None     # the same frame, not ours
+
+
 def test_other_interface_and_vlan():
     assert judge(na(SQUAT), iface="vmbr1") is None
     c = cand6(vlan=20, tagged=True)

@@ -46,7 +46,7 @@ def fresh_holder(text: str, vmid: int, now: float, ttl: float = CLAIM_TTL_S) -> 
 
 
 def claim(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None,
-          now: float | None = None, still_holds=None) -> tuple[int, float] | None:
+          now: float | None = None, still_holds=None, clock=time.time) -> tuple[int, float] | None:
     """Claim ip for vmid. Returns (other vmid, age in s) when another guest holds it, else None.
 
     Read, decide and write happen under one exclusive flock on the claims
@@ -62,7 +62,7 @@ def claim(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None,
         fcntl.flock(lock, fcntl.LOCK_EX)
         # The time is read under the lock: read before it, a loser could see
         # the winner's claim as written "in the future" and take it over.
-        now = time.time() if now is None else now
+        now = clock() if now is None else now
         try:
             with open(path) as f:
                 held = fresh_holder(f.read(), vmid, now)
