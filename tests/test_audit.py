@@ -24,7 +24,8 @@ def fixture_configs() -> dict[int, str]:
         n = v["network_config"]
         out[int(k)] = (f"arch: amd64\nhostname: {v['name']}\nmemory: {v['memory_mb']}\n"
                        f"net0: name={n['name']},bridge={n['bridge']},gw={n['gw']},hwaddr={v['mac_address']},"
-                       f"ip={n['ip']},type=veth\nostype: ubuntu\n")
+                       f"ip={n['ip']},type=veth\nostype: ubuntu\n"
+                       f"hookscript: local:snippets/phoenix-hook.py\n")      # as install.sh attaches it
     return out
 
 
@@ -133,7 +134,8 @@ def test_cli_findings_table_and_json(tree, capsys):
     cfg = fixture_configs()
     labmod.write_tree(str(root), "pve2", {958: cfg[951]})
     labmod.write_tree(str(root), "pve2", {120: "name: vm120\nnet0: virtio=A2:C0:43:67:08:A1,bridge=vmbr0\n"
-                                                "ipconfig0: ip=10.0.0.157/24,gw=10.0.0.1\n"}, kind="qemu")
+                                                "ipconfig0: ip=10.0.0.157/24,gw=10.0.0.1\n"
+                                                "hookscript: local:snippets/phoenix-hook.py\n"}, kind="qemu")
     (root / ".members").write_text(json.dumps({"nodename": "pve1", "version": 5, "cluster": {"name": "phx"},
                                                "nodelist": {"pve1": {"id": 1, "online": 1, "ip": "10.0.0.99"},
                                                             "pve2": {"id": 2, "online": 1, "ip": "10.0.0.98"}}}))

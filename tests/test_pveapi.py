@@ -42,11 +42,13 @@ CONFIGS = {
         "description": "vLLM embedding server\nsecond line: net9: name=x,ip=10.9.9.9/24\n",
         "lxc": [["lxc.cgroup2.devices.allow", "c 195:* rwm"]],
         "digest": "4f7c1b3e8a9d0c2b5e6f7a8b9c0d1e2f3a4b5c6d",
+        "hookscript": "cephfs:snippets/phoenix-hook.py",
     },
     ("pve2", "lxc", 952): {
         "hostname": "vector-db",
         "net0": "name=eth0,bridge=vmbr0,gw=10.0.0.1,hwaddr=52:54:00:67:89:B2,ip=10.0.0.152/24,type=veth",
         "digest": "0d1e2f3a4b5c6d4f7c1b3e8a9d0c2b5e6f7a8b9c",
+        "hookscript": "cephfs:snippets/phoenix-hook.py",
     },
     ("pve2", "qemu", 120): {
         "name": "vm120", "cores": 2, "memory": "4096", "boot": "order=scsi0;net0",
@@ -54,6 +56,7 @@ CONFIGS = {
         "ipconfig0": "ip=10.0.30.5/24,gw=10.0.30.1",
         "smbios1": "uuid=6c8e0d3a-1b2c-4d5e-8f90-a1b2c3d4e5f6", "vmgenid": "1f2e3d4c-0000-4000-8000-000000000000",
         "digest": "aa",
+        "hookscript": "cephfs:snippets/phoenix-hook.py",
     },
 }
 STATUS = [{"type": "cluster", "id": "cluster", "name": "phoenix", "nodes": 2, "quorate": 1, "version": 4},
@@ -86,10 +89,24 @@ def conf_file(tmp_path, extra="", api_lines=None):
     return str(p)
 
 
-def serve(rsps, resources=RESOURCES, configs=CONFIGS, status=STATUS, seen=None):
+# GET nodes/{node}/storage/{storage}/content?content=snippets as PVE answers it
+# (pve-storage API2/Storage/Content.pm: volid, format, content, size, ctime).
+SNIPPETS = {("pve1", "cephfs"): ["cephfs:snippets/phoenix-hook.py"],
+            ("pve2", "cephfs"): ["cephfs:snippets/phoenix-hook.py"]}
+
+
+def serve(rsps, resources=RESOURCES, configs=CONFIGS, status=STATUS, seen=None, snippets=None):
     rsps.add(responses.GET, f"{BASE}/cluster/resources", json={"data": resources},
              match=[matchers.query_param_matcher({"type": "vm"})])
     rsps.add(responses.GET, f"{BASE}/cluster/status", json={"data": status})
+    rsps.add(responses.GET, f"{BASE}/nodes", json={"data": [
+        {"node": "pve1", "status": "online", "type": "node", "id": "node/pve1"},
+        {"node": "pve2", "status": "online", "type": "node", "id": "node/pve2"}]})
+    for (node, storage), vols in (SNIPPETS if snippets is None else snippets).items():
+        rsps.add(responses.GET, f"{BASE}/nodes/{node}/storage/{storage}/content",
+                 json={"data": [{"volid": v, "format": "snippet", "content": "snippets", "size": 310,
+                                 "ctime": 1764547200} for v in vols]},
+                 match=[matchers.query_param_matcher({"content": "snippets"})])
     for (node, kind, vmid), cfg in configs.items():
         def cb(request, cfg=cfg):
             if seen is not None:

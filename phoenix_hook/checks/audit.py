@@ -11,6 +11,7 @@ Findings (each names every guest involved):
 - network-address, broadcast-address, gateway-outside-subnet: an address that
                      cannot work in its own subnet (addressing.address_problems)
 - malformed          a netN/ipconfigN line (or a whole config) that cannot be read
+- unprotected, hookscript-missing: which guests phoenix-hook really guards (coverage.py)
 
 "Same VLAN": the NIC's tag, untagged being one VLAN of its own; bridge names
 differ from node to node, VLAN tags do not.
@@ -24,7 +25,8 @@ from phoenix_hook.checks.addressing import address_problems, dhcp_pool
 from phoenix_hook.pve.guest import Guest, label_for
 
 ORDER = ("duplicate-ip", "duplicate-mac", "dhcp-pool", "node-address", "gateway-address",
-         "network-address", "broadcast-address", "gateway-outside-subnet", "malformed")
+         "network-address", "broadcast-address", "gateway-outside-subnet", "malformed",
+         "hookscript-missing", "unprotected")     # coverage.py's, last
 
 
 @dataclass(frozen=True)

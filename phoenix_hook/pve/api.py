@@ -433,6 +433,30 @@ class ApiSource:
         return out
 
 
+    # -- cluster coverage (audit) --------------------------------------------
+    def nodes(self) -> list[str]:
+        """Names of the cluster's online nodes (GET /nodes); an offline node cannot say
+        what it has and is not judged."""
+        data = self._get("nodes")
+        return sorted(str(n["node"]) for n in (data if isinstance(data, list) else [])
+                      if isinstance(n, dict) and n.get("node") and n.get("status", "online") == "online")
+
+    def snippets(self, node: str, storage: str) -> set[str] | None:
+        """The snippet volids on storage as node sees it
+        (GET nodes/{node}/storage/{storage}/content?content=snippets). An empty set when the
+        storage does not exist or is not enabled on that node (PVE answers 500 "storage ...
+        does not exist" / "is not available"); None when the node could not be asked."""
+        try:
+            data = self._get(f"nodes/{node}/storage/{storage}/content", content="snippets")
+        except ApiError as exc:
+            words = str(exc)
+            if "does not exist" in words or "not available" in words or "not enabled" in words:
+                return set()
+            return None
+        return {str(v["volid"]) for v in (data if isinstance(data, list) else [])
+                if isinstance(v, dict) and v.get("volid")}
+
+
 def _is_gone(exc) -> bool:
     """A ResourceException saying that this one config is not there (see GuestConfigGone)."""
     from proxmoxer.core import ResourceException
