@@ -12,8 +12,8 @@ src/PVE/QemuServer.pm parse_vm_config (REFERENCE section 3):
   replaces the earlier one. QEMU skips the lines of any other "[...]"
   section; for LXC such a line is just unreadable;
 - a key line is "key:value" with the key right before the first ':'
-  (LXC [a-z][a-z_]*\\d*, QEMU [a-z][a-z_-]*\\d*); the value is stripped of
-  whitespace and must not be empty; "#" lines are the description; raw LXC
+  (LXC [a-z][a-z_]*\\d*, QEMU [a-z][a-z_-]*\\d*) and at least one character
+  after it; the value is stripped of whitespace; "#" lines are the description; raw LXC
   keys match ^(lxc\\.[a-z0-9_\\-\\.]+)(:|\\s*=)\\s*(.*?)\\s*$.
 
 Linear time whatever the input: string methods and regexes without
@@ -152,12 +152,12 @@ def read(text: str, gtype: str = "lxc") -> Config:
                 continue
         colon = line.find(":")
         key = line[:colon] if colon > 0 else ""
-        value = line[colon + 1:].strip(WS) if colon > 0 else ""
-        if not key or not value or not key_re.fullmatch(key):
+        # (.+?)\s*$ needs one character after the ':'; "boot: " is read, as the value " "
+        if not key or colon + 1 == len(line) or not key_re.fullmatch(key):
             target._bad(no, f"cannot read {show(line)}")
             continue
         if key == "delete" and target is not cfg.pending:
             target._bad(no, "'delete' is only allowed in the pending section")
             continue
-        target.values[key] = value
+        target.values[key] = line[colon + 1:].strip(WS)
     return cfg

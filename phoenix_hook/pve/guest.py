@@ -449,7 +449,7 @@ def parse_config(text: str, vmid: int, gtype: str = "lxc", node: str | None = No
                 cut[int(m.group(1))] = f"{k}: {_too_long(k, cur)}"
         nics = _raw_nics(nics, cur.raw, errors, cut)
     name = values.get("hostname" if gtype == "lxc" else "name")
-    if name is not None and not name.isprintable():
+    if not name or not name.isprintable():
         name = None                  # a display name only; PVE's dns-name format refuses it too
     return Guest(vmid=vmid, type=gtype, name=name, node=node, nics=tuple(nics),
                  template=values.get("template") == "1", hookscript=values.get("hookscript"),
