@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 
 from phoenix_hook.checks.addressing import address_problems, dhcp_pool
+from phoenix_hook.checks.report import printable
 from phoenix_hook.pve.guest import Guest, label_for
 
 ORDER = ("duplicate-ip", "duplicate-mac", "dhcp-pool", "node-address", "gateway-address",
@@ -145,7 +146,7 @@ def table(findings: list[AuditFinding], guests: list[Guest], color: bool = False
     for f in findings:
         v = f.vmids
         rows.append((f.kind, ",".join(map(str, v[:4])) + (f",+{len(v) - 4}" if len(v) > 4 else ""),
-                     f.ip or f.mac or "-", f.detail))
+                     printable(f.ip or f.mac or "-"), printable(f.detail)))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = []
     for i, r in enumerate(rows):
