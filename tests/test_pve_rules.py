@@ -385,3 +385,13 @@ def test_every_address_is_a_valid_unicast_host_address():
     for n in parse_config(text, 5).nics:
         a = ipaddress.IPv4Address(n.address)
         assert not (a.is_multicast or a.is_loopback or a.is_unspecified)
+
+
+def test_api_config_keeps_raw_lxc_keys():
+    """The API gives raw keys as [[key, value], ...]: a raw NIC is read from the API too."""
+    from phoenix_hook.pve.api import config_text
+    text = config_text({"hostname": "nginx", "lxc": [["lxc.net.1.type", "macvlan"], ["lxc.net.1.link", "vmbr0"],
+                                                     ["lxc.net.1.ipv4.address", "172.16.100.10/24"],
+                                                     ["lxc.bad", "x\ny"], "junk", ["lxc.x"]]})
+    g = parse_config(text, 101)
+    assert [(n.key, n.address) for n in g.nics] == [("lxc.net.1", "172.16.100.10")] and g.errors == ()

@@ -188,11 +188,17 @@ def config_text(config: dict) -> str:
     """A config from the API (flat JSON) as the text of a .conf file, for guest.parse_config.
 
     The API gives the same strings as the file (netN, ipconfigN, hostname...);
-    numbers come as numbers and raw `lxc.*` keys as lists of pairs: keep only
-    single-line scalar values.
+    numbers come as numbers and raw `lxc.*` keys as a list of [key, value] pairs
+    (written back as lines, so raw lxc.net.N NICs are read); keep only single-line values.
     """
     lines = []
     for key, value in config.items():
+        if key == "lxc" and isinstance(value, list):
+            # raw keys as [[key, value], ...]: the lines parse_pct_config read them from
+            lines += [f"{k}: {v}" for k, v in (p for p in value if isinstance(p, list) and len(p) == 2)
+                      if isinstance(k, str) and isinstance(v, str) and k.startswith("lxc.")
+                      and "\n" not in k + v and "\r" not in k + v]
+            continue
         if key in SKIP_KEYS or isinstance(value, (dict, list)) or value is None:
             continue
         if isinstance(value, bool):
