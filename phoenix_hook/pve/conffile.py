@@ -85,7 +85,7 @@ def _section_name(line: str, gtype: str):
     return "unknown", inner
 
 
-def _raw_line(line: str):
+def raw_line(line: str):
     """(key, value) of a raw 'lxc.*' line (':' right after the key, or '=' after optional
     whitespace), else None. One pass over the key characters: no backtracking."""
     j = 4
@@ -146,7 +146,7 @@ def read(text: str, gtype: str = "lxc") -> Config:
             target._bad(no, f"{key} is {len(line)} characters long, more than {MAX_LINE}: not read")
             continue
         if gtype == "lxc" and line.startswith("lxc."):
-            pair = _raw_line(line)
+            pair = raw_line(line)
             if pair is not None:
                 target.raw.append(pair)
                 continue

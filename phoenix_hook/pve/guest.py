@@ -289,7 +289,7 @@ def _net_keys(values: dict[str, str], errors: list[str]) -> list[str]:
 
 # -- raw lxc.net.N keys -----------------------------------------------------------
 
-def _raw_nets(raw: list) -> dict[int, dict]:
+def raw_nets(raw: list) -> dict[int, dict]:
     """{index: {sub-key: value, "ipv4": [...], "ipv6": [...]}} from raw lxc.net.N lines, in
     file order (liblxc: a later line wins; address lines add up, an empty one clears them)."""
     out: dict[int, dict] = {}
@@ -310,7 +310,7 @@ def _raw_nets(raw: list) -> dict[int, dict]:
     return out
 
 
-def _raw_ipv4(value: str):
+def raw_ipv4(value: str):
     """(address, prefixlen, note, error) for lxc.net.N.ipv4.address: "a.b.c.d[/m] [broadcast]";
     without /m liblxc takes the classful prefix (confile_utils.c config_ip_prefix)."""
     first = value.split()[0] if value.split() else ""
@@ -353,7 +353,7 @@ def _raw_nics(nics: list[Nic], raw: list, errors: list[str], cut: dict[int, str]
     so). cut: indexes whose raw lines were too long to read, and why."""
     by_index = {n.index: i for i, n in enumerate(nics)}
     extra = []
-    nets = _raw_nets(raw)
+    nets = raw_nets(raw)
     for idx in cut:
         nets.setdefault(idx, {"ipv4": [], "ipv6": []})
     for idx, d in sorted(nets.items()):
@@ -369,7 +369,7 @@ def _raw_nics(nics: list[Nic], raw: list, errors: list[str], cut: dict[int, str]
             e_type = "lxc.net.N.type is missing"
         elif typ not in RAW_TYPES:
             e_type = f"type={show(typ)} is not a liblxc network type"
-        a4, p4, n4, e4 = _raw_ipv4(d["ipv4"][0]) if d["ipv4"] else (None, None, None, None)
+        a4, p4, n4, e4 = raw_ipv4(d["ipv4"][0]) if d["ipv4"] else (None, None, None, None)
         a6, p6, n6, e6 = _raw_ipv6(d["ipv6"][0]) if d["ipv6"] else (None, None, None, None)
         error = _first(cut.get(idx), e_type, e_link, e_mac, e_vlan, e4, e6)
         if error:
