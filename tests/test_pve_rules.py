@@ -8,11 +8,11 @@ parser misses, on small configs written here, so a clone alone tests them.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from pathlib import Path
 
 import pytest
+from conftest import shared_fixture
 
 from phoenix_hook.checks.check import HostFacts, families, plan_nic
 from phoenix_hook.checks.report import NicResult
@@ -22,22 +22,8 @@ from phoenix_hook.pve import conffile
 from phoenix_hook.pve.guest import merge_pending, parse_config, pending_network_changes, split_sections
 from phoenix_hook.settings import Settings
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def fixtures_dir() -> Path | None:
-    for c in ([Path(os.environ["PHOENIX_FIXTURES"])] if os.environ.get("PHOENIX_FIXTURES") else []) + \
-             [REPO.parent / "shared" / "fixtures"]:
-        if (c / "pve-configs" / "SOURCES.md").is_file():
-            return c / "pve-configs"
-    return None
-
-
 def real_configs() -> list[tuple[str, Path]]:
-    d = fixtures_dir()
-    if d is None:
-        pytest.skip("../shared/fixtures/pve-configs not found beside the repo (Proxmox-written configs; "
-                    "set PHOENIX_FIXTURES to the fixtures directory)")
+    d = shared_fixture("pve-configs")
     return [(kind, f) for kind in ("lxc", "qemu") for f in sorted((d / kind).iterdir()) if f.is_file()]
 
 
@@ -59,7 +45,7 @@ def current_lines(text: str) -> list[str]:
 
 def test_every_config_listed_in_sources_is_there_and_there_are_198():
     configs = real_configs()
-    sources = (fixtures_dir() / "SOURCES.md").read_text()
+    sources = (shared_fixture("pve-configs") / "SOURCES.md").read_text()
     listed = re.findall(r"^\| (lxc|qemu) \| (\S+) \|", sources, re.M)
     assert sorted((k, n) for k, n in listed) == sorted((k, f.name) for k, f in configs)
     assert len(configs) == 198

@@ -45,7 +45,7 @@ import re
 from dataclasses import dataclass, replace
 
 from phoenix_hook.pve import conffile
-from phoenix_hook.pve.guest import label_for, raw_ipv4, raw_nets
+from phoenix_hook.pve.guest import RAW_TYPES, label_for, raw_ipv4, raw_nets
 
 MAX_VMID = 999_999_999            # pve-common: VMIDs 100..999999999
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
@@ -277,6 +277,8 @@ def _apply_raw(entries: list[PlanEntry], raw: dict[int, dict], vmid, name, origi
     for idx, d in sorted(raw.items()):
         w = f"{where} lxc.net.{idx}"
         typ = d.get("type")
+        if typ is not None and typ not in RAW_TYPES:
+            raise _err(origin, f"{w}.type", f"{_show(typ)} is not a liblxc network type ({', '.join(RAW_TYPES)})")
         link = _bridge(d.get("link"), origin, f"{w}.link")
         mac = None if d.get("hwaddr") is None or "x" in d["hwaddr"].lower() else \
             _mac(d.get("hwaddr"), origin, f"{w}.hwaddr")
@@ -352,7 +354,8 @@ def _from_lxc_configs(configs, origin, notes: list[PlanNote]) -> list[PlanEntry]
 # -- the VM shape ---------------------------------------------------------------------
 
 def _from_vms(doc: dict, origin, notes: list[PlanNote]) -> list[PlanEntry]:
-    defaults = doc.get("vm_defaults") or {}
+    defaults = doc.get("vm_defaults")
+    defaults = {} if defaults is None else defaults
     if not isinstance(defaults, dict):
         raise _err(origin, "vm_defaults", "must be an object")
     vms = doc.get("vms")

@@ -53,7 +53,7 @@ def property_string(value: str, default_key: str | None = None,
                 out[alias_of] = k
                 k = alias_to
             if k in out:
-                return out, f"{k}= is given twice"
+                return out, f"{k}= is given twice" if k.isprintable() else f"{show(k)} is given twice"
             out[k] = v
         elif default_key is None:
             return out, f"{show(part)} has no key"
