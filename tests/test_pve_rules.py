@@ -17,6 +17,7 @@ from conftest import shared_fixture
 from phoenix_hook.checks.check import HostFacts, families, plan_nic
 from phoenix_hook.checks.report import NicResult
 from phoenix_hook.net import acd
+from phoenix_hook.net import lab as labmod
 from phoenix_hook.net.hostnet import Link
 from phoenix_hook.pve import conffile
 from phoenix_hook.pve.guest import merge_pending, parse_config, pending_network_changes, split_sections
@@ -357,7 +358,17 @@ def test_over_long_lines_are_cut_and_named():
 def test_over_long_file_is_cut_at_a_line_and_named():
     text = "hostname: a\n" + ("#" + "d" * 1000 + "\n") * 1100 + "net0: name=eth0,bridge=vmbr0,ip=10.0.0.5/24\n"
     g = parse_config(text, 5)
-    assert g.nics == () and "more than pmxcfs holds" in g.errors[0]
+    assert g.nics == () and "longer than pmxcfs allows" in g.errors[0]
+
+
+def test_a_file_source_reads_no_more_than_a_config_can_hold(tmp_path):
+    from phoenix_hook.pve.files import FileSource
+    labmod.write_tree(str(tmp_path), "pve1", {5: "hostname: a\nnet0: name=eth0,bridge=vmbr0,ip=10.0.0.5/24\n"
+                                                 + "#" * (conffile.MAX_CONFIG * 3) + "\n"})
+    src = FileSource(str(tmp_path), "pve1")
+    assert len(src.read(src.locate(5))) == conffile.MAX_CONFIG + 1
+    g = src.guest(5)
+    assert g.nics[0].address == "10.0.0.5" and "longer than pmxcfs allows" in g.errors[0]
 
 
 def test_address_never_from_outside_the_current_section_with_raw_keys():

@@ -117,8 +117,8 @@ def read(text: str, gtype: str = "lxc") -> Config:
     cfg = Config(current=Section())
     if len(text) > MAX_CONFIG:
         end = text.rfind("\n", 0, MAX_CONFIG)
-        cfg.cut = (f"the config is {len(text)} characters long, more than pmxcfs holds "
-                   f"({MAX_CONFIG}): only its first {end + 1} characters were read")
+        cfg.cut = (f"the config is longer than pmxcfs allows ({MAX_CONFIG} characters): "
+                   f"only its first {end + 1} characters were read")
         text = text[:end + 1]
     target: Section | None = cfg.current
     key_re = _KEY_RE.get(gtype, _KEY_RE["lxc"])

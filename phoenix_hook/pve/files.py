@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from phoenix_hook.pve.conffile import MAX_CONFIG
 from phoenix_hook.pve.guest import Guest, parse_config
 
 KIND_DIRS = {"lxc": "lxc", "qemu": "qemu-server"}
@@ -63,7 +64,8 @@ class FileSource:
     def read(self, cf: ConfigFile) -> str:
         try:
             with open(cf.path, encoding="utf-8", errors="replace") as f:
-                return f.read()
+                # a config is at most what pmxcfs holds; parse_config names a cut one
+                return f.read(MAX_CONFIG + 1)
         except OSError as exc:
             raise SourceError(f"cannot read {cf.path}: {exc.strerror}") from None
 
