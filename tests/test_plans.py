@@ -119,19 +119,29 @@ def test_a_duplicate_of_the_secondary_address_is_a_finding(tree):
     assert [i.kind for i in issues[(101, "net1")]] == ["plan-duplicate-ip"]
 
 
-def test_raw_lxc_options_read_as_lxc_reads_them():
-    doc = {"lxc_configs": {"110": {"network_config": {"bridge": "vmbr0", "ip": "10.0.0.110/24"},
+RAW_DOC = {"lxc_configs": {"110": {"network_config": {"bridge": "vmbr0", "ip": "10.0.0.110/24"},
                                    "lxc_options": ["lxc.net.0.link = vmbr7", "lxc.net.0.hwaddr: 02:00:00:00:11:00",
                                                    "lxc.net.1.type: macvlan", "lxc.net.1.link: vmbr0.30",
                                                    "lxc.net.1.ipv4.address = 10.0.30.110/24"]},
                            "111": {"network_config": {"bridge": "vmbr0", "ip": "10.0.0.111/24"},
                                    "lxc_options": ["lxc.net.0.type: empty"]}}}
-    es, notes = read_plan(doc, "p.json")
+
+
+def test_raw_lxc_options_read_as_lxc_reads_them():
+    es, notes = read_plan(RAW_DOC, "p.json")
     assert [(e.vmid, e.nic, e.bridge, e.address, e.mac) for e in es] == [
         (110, "net0", "vmbr7", "10.0.0.110", "02:00:00:00:11:00"),
         (110, "lxc.net.1", "vmbr0.30", "10.0.30.110", None)]
     assert [n.text for n in notes if n.vmid == 111] == [
         "net0 is not checked: lxc_options make it type=empty, no interface of its own on the LAN"]
+
+
+def test_raw_lxc_options_in_a_preflight(tree):
+    r = run_preflight(RAW_DOC, tree)
+    by = {g["vmid"]: g for g in r.to_json()["plan"]}
+    assert [(n["nic"], n["ip"], n["bridge"]) for n in by[110]["nics"]] == [
+        ("net0", "10.0.0.110", "vmbr7"), ("lxc.net.1", "10.0.30.110", "vmbr0.30")]
+    assert by[111]["nics"] == [] and "type=empty" in by[111]["notes"][0]
 
 
 @pytest.mark.parametrize("options, words", [

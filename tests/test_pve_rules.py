@@ -224,6 +224,19 @@ def test_unicast_mac_rule():
         assert bool(v.nics) == ok, mac
 
 
+def test_a_vm_whose_only_nic_pve_drops_starts_even_with_on_error_refuse():
+    """The check of such a VM has nothing to probe and nothing it could not check: the hook's
+    verdict is not an error, so on_error = refuse has nothing to refuse."""
+    from phoenix_hook.checks.check import Options, run_check
+    g = parse_config("name: vm\nnet0: virtio=A2:C0:43:67:08:A1,bridge=vmbr\x000\nipconfig0: ip=10.0.0.5/24\n",
+                     120, "qemu")
+    s = Settings(node="pve1", on_error="refuse")
+    report = run_check([g], s, Options(), facts=LINKS, wire_factory=lambda names: pytest.fail("no wire"))
+    gr = report.guests[0]
+    assert report.verdict == "skipped" and report.exit_code == 0
+    assert any("PVE drops this NIC" in n and "\\x00" in n for n in gr.notes)
+
+
 def test_ipconfig_dhcp_with_gw_yields_no_address():
     """Network.pm parse_ipconfig: gw= with ip=dhcp is refused; the whole ipconfig is ignored,
     its static ip6 too."""
