@@ -134,24 +134,30 @@ def parse(text: str, path: str = "<settings>", problems: list | None = None) -> 
 
     # No DEFAULT section magic: configparser would copy its keys into every
     # section, and a [DEFAULT] key would then be "not allowed in [guest:5]".
-    cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"),
-                                   default_section="\0no-default")
-    try:
-        cp.read_string(text, source=path)
-    except (configparser.DuplicateOptionError, configparser.DuplicateSectionError) as exc:
-        mistake(f"{path}: not a valid INI file ({_first(exc)}); see the README 'Settings' section",
-                "using the last one")
+    def read(strict: bool):
         cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"),
-                                       default_section="\0no-default", strict=False)
-        cp.read_string(text, source=path)
-    except configparser.ParsingError as exc:
-        # configparser has read every line it could before it complains
-        mistake(f"{path}: not a valid INI file ({_first(exc)}); see the README 'Settings' section",
-                "those lines are ignored")
-    except configparser.Error as exc:
-        mistake(f"{path}: not a valid INI file ({_first(exc)}); see the README 'Settings' section",
-                "using the defaults for every setting")
-        return Settings(path=path)
+                                       default_section="\0no-default", strict=strict)
+        try:
+            cp.read_string(text, source=path)
+        except configparser.MissingSectionHeaderError as exc:
+            return None, exc, "using the defaults for every setting"
+        except configparser.ParsingError as exc:
+            # configparser has read every line it could before it complains
+            return cp, exc, "those lines are ignored"
+        except (configparser.DuplicateOptionError, configparser.DuplicateSectionError) as exc:
+            return None, exc, "using the last one"
+        except configparser.Error as exc:
+            return None, exc, "using the defaults for every setting"
+        return cp, None, None
+
+    cp, exc, instead = read(strict=True)
+    if instead == "using the last one":
+        mistake(f"{path}: not a valid INI file ({_first(exc)}); see the README 'Settings' section", instead)
+        cp, exc, instead = read(strict=False)
+    if exc is not None:
+        mistake(f"{path}: not a valid INI file ({_first(exc)}); see the README 'Settings' section", instead)
+        if cp is None:
+            return Settings(path=path)
     kw: dict = {"path": path}
     if cp.has_section(SECTION):
         sec = cp[SECTION]
