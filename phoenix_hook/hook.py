@@ -2,8 +2,8 @@
 
 pre-start probes the guest's static addresses and decides; every other phase
 returns at once with no network I/O and no heavy import (only os and sys
-are loaded at module level; the settings only when a chained hookscript
-may have to run). PVE applies no timeout to a hookscript, so the run is
+are loaded at module level; of the settings only pve_root, where chain
+records live). PVE applies no timeout to a hookscript, so the run is
 bounded here, in two layers:
 
 - the check runs in a child process; the parent only waits for it, and at
@@ -365,15 +365,15 @@ def run_chained(vmid: int, phase: str, environ) -> int:
     unsafe (not root's, writable by others), or names a missing script,
     fails pre-start, as a missing hookscript would.
     """
-    settings = _settings(environ)[0]
     from phoenix_hook.pve import chain
     try:
-        rec = chain.load(settings.pve_root, vmid)
+        rec = chain.load(paths.pve_root(environ), vmid)
     except chain.ChainError as exc:
         return _chain_refused(vmid, phase, f"{exc}; chained hookscript not run")
     if rec is None:
         _old_record(vmid, phase, environ)
         return 0
+    settings = _settings(environ)[0]
     from phoenix_hook.pve.files import FileSource, SourceError
     source = FileSource(settings.pve_root, settings.node)
     try:

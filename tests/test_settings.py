@@ -266,3 +266,25 @@ def test_settings_file_others_can_write_is_refused(tmp_path, mode, owner, ok):
 def test_lenient_never_raises(text):
     s, problems = lenient("[phoenix-hook]\n" + text)
     assert isinstance(s, Settings) and all(isinstance(p, str) for p in problems)
+
+
+@given(st.lists(st.sampled_from(["[phoenix-hook]", "[guest:5]", "[api]", "pve_root = /srv/pve", "pve_root=/x/y # c",
+                                 "pve_root = relative", "pve_root =", "PVE_ROOT = /upper", "mode = off",
+                                 "pve_root = /a\n  /b", "junk line", "pve_root = /dup"]), max_size=8))
+def test_the_hooks_quick_pve_root_agrees_with_the_settings(tmp_path_factory, lines):
+    """paths.pve_root (the other phases' reading, without settings.py) finds what
+    load_lenient finds; where load_lenient takes every default, so does it."""
+    from phoenix_hook import paths
+    f = tmp_path_factory.mktemp("q") / "ph.conf"
+    f.write_text("\n".join(lines) + "\n")
+    env = {"PHOENIX_HOOK_CONF": str(f)}
+    assert paths.pve_root(env) == load_lenient(env)[0].pve_root
+
+
+def test_the_hooks_quick_pve_root_refuses_a_file_others_can_write(tmp_path):
+    from phoenix_hook import paths
+    f = tmp_path / "ph.conf"
+    f.write_text("[phoenix-hook]\npve_root = /srv/pve\n")
+    assert paths.pve_root({"PHOENIX_HOOK_CONF": str(f)}) == "/srv/pve"
+    os.chmod(f, 0o666)
+    assert paths.pve_root({"PHOENIX_HOOK_CONF": str(f)}) == "/etc/pve"

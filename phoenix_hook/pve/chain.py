@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 SUBDIR = ("phoenix-hook", "chain")
 
@@ -31,14 +30,13 @@ class ChainError(Exception):
     """A record that cannot be trusted or read; str() is the line for the task log."""
 
 
-@dataclass(frozen=True)
 class Record:
-    vmid: int
-    volid: str
-    path: str
-    macs: frozenset
-    vmgenid: str | None
-    file: str
+    """One chain record. A plain class: dataclasses costs the hook's other phases
+    more to import than everything else they do."""
+    __slots__ = ("vmid", "volid", "path", "macs", "vmgenid", "file")
+
+    def __init__(self, vmid: int, volid: str, path: str, macs: frozenset, vmgenid: str | None, file: str):
+        self.vmid, self.volid, self.path, self.macs, self.vmgenid, self.file = vmid, volid, path, macs, vmgenid, file
 
 
 def directory(pve_root: str) -> str:
