@@ -118,7 +118,13 @@ def _watched(vmid, settings, record, t0, check) -> int:
 
     sys.stdout.flush()
     rfd, wfd = os.pipe()               # EOF on rfd: the child is gone
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as exc:             # no process to spare: check here, with SIGALRM only
+        os.close(rfd)
+        os.close(wfd)
+        say(f"{P} note: cannot start the check's watchdog ({exc.strerror}); checking without it")
+        return check()
     if pid == 0:                       # the child: check, say, exit
         code = 1
         try:

@@ -134,3 +134,15 @@ def test_a_bad_log_file_setting_logs_the_decision_to_the_default_log(tree, monke
     assert path == Settings().log_file
     assert "log_file = 'decisions.jsonl' is not valid" in record["settings_errors"][0]
     assert "using the default (/var/log/phoenix-hook/decisions.jsonl)" in capsys.readouterr().out
+
+
+def test_without_a_process_to_spare_the_check_runs_in_place(tree, monkeypatch, capsys):
+    """fork() failing (EAGAIN: the node is out of processes) is no reason to skip the check."""
+    def no_fork():
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+    monkeypatch.setattr(hook.os, "fork", no_fork)
+    assert hook.main(["951", "pre-start"], environ=tree(on_error="refuse", mode="enforce",
+                                                         pve_root="/nonexistent")) == 1
+    out = capsys.readouterr().out
+    assert "cannot start the check's watchdog (Resource temporarily unavailable); checking without it" in out
+    assert "could not check" in out and "Traceback" not in out
