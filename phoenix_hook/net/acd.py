@@ -207,6 +207,7 @@ class ProbeRun:
     rand: object = random.random
     conflicts: dict = field(default_factory=dict)   # key -> [Conflict]
     sent: dict = field(default_factory=dict)        # key -> probes sent
+    dropped: dict = field(default_factory=dict)     # iface -> frames the kernel dropped
     _start: float | None = None
     _offsets: list = field(default_factory=list)
     _end: float = 0.0
@@ -253,6 +254,18 @@ class ProbeRun:
                 seen.append(hit)
                 found.append(hit)
         return found
+
+    def note_dropped(self, counts: dict) -> None:
+        """The wire's count of frames lost per interface (wire.Wire.dropped)."""
+        self.dropped = {i: n for i, n in counts.items() if n}
+
+    def unproven(self, key: str) -> int:
+        """Frames lost on the candidate's interface while no conflict was seen for it:
+        an answer may have been among them, so its silence proves nothing (0: proven)."""
+        if key in self.conflicts:
+            return 0
+        cand = next(c for c in self.candidates if c.key == key)
+        return self.dropped.get(cand.iface, 0)
 
     def done(self, now: float) -> bool:
         if self.conflicts and self.stop_on_first:
