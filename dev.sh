@@ -24,8 +24,9 @@ need_apt() {
   # the DHCP client of the lease tests (leases, locate): a client only, no service
   command -v dhclient >/dev/null || [ -x /sbin/dhclient ] || missing+=(isc-dhcp-client)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-  # The DHCP servers only check the reservations output (kea-dhcp4 -t, dhcpd -t);
-  # they are servers, so only CI installs them. Elsewhere those tests skip with a reason.
+  # The DHCP servers check the reservations output (kea-dhcp4 -t, dhcpd -t) and write the
+  # lease files of the leases tests (in namespaces); they are servers, so only CI installs
+  # them. Elsewhere those tests skip with a reason.
   if is_ci; then
     command -v kea-dhcp4 >/dev/null || missing+=(kea-dhcp4-server)
     command -v dhcpd >/dev/null || missing+=(isc-dhcp-server)
