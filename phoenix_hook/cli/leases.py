@@ -83,7 +83,8 @@ def run(args) -> int:
                          indent=2))
         return leases.exit_code(rows)
     n = sum(len(f.leases) for f in files)
-    print(f"{len(rows)} active leases ({n} in {len(files)} file{'s' if len(files) != 1 else ''})")
+    print(f"{len(rows)} active lease{'s' if len(rows) != 1 else ''} ({n} in {len(files)} "
+          f"file{'s' if len(files) != 1 else ''})")
     if rows:
         cells = [("IP", "MAC", "HOSTNAME", "EXPIRES", "OWNER", "FLAGS")]
         for r in rows:
