@@ -1,4 +1,5 @@
-"""checks/leases.py: the three lease file formats, what a lease means, and `phoenix-hook leases`.
+"""The three lease file formats (checks/leasefiles.py), what a lease means (checks/leases.py),
+and `phoenix-hook leases`.
 
 The samples are shaped like the files the servers themselves write (the lab
 tests in test_leases_lab.py read files written by real dnsmasq, ISC dhcpd and
@@ -11,7 +12,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from phoenix_hook.checks import leases
+from phoenix_hook.checks import leasefiles, leases
 from phoenix_hook.cli import main as cli
 from phoenix_hook.pve.guest import parse_config
 
@@ -20,7 +21,7 @@ NOW = 1_758_100_000          # 2025-09-17T09:06:40Z
 DNSMASQ = """\
 1758103600 3c:52:82:11:22:33 10.0.0.219 laptop-bob 01:3c:52:82:11:22:33
 1758099000 52:54:00:67:89:b9 10.0.0.218 * *
-0 52:54:00:67:89:b5 10.0.0.155 ollama-oWUI *
+0 52:54:00:67:89:b5 10.0.0.155 model-server *
 1758103600 20-00:00:00:00:00:00:00:00 10.0.0.217 ib-node *
 duid 00:01:00:01:2c:5f:1e:0a:02:00:00:00:02:54
 1758103600 1179023 fd00::219 laptop-bob 00:01:00:01:2c:5f:1e:0b:3c:52:82:11:22:33
@@ -120,7 +121,7 @@ def by_ip(items):
 
 # -- the formats --------------------------------------------------------------------
 def test_dnsmasq_lines_ipv6_after_duid():
-    f = leases.parse(DNSMASQ, "/var/lib/misc/dnsmasq.leases")
+    f = leasefiles.parse(DNSMASQ, "/var/lib/misc/dnsmasq.leases")
     assert (f.format, f.bad_lines) == ("dnsmasq", 0)
     got = by_ip(f.leases)
     assert (got["10.0.0.219"].mac, got["10.0.0.219"].hostname, got["10.0.0.219"].expires) == \
@@ -135,7 +136,7 @@ def test_dnsmasq_lines_ipv6_after_duid():
 
 
 def test_isc_last_block_wins_and_time_forms():
-    f = leases.parse(ISC, "/var/lib/dhcp/dhcpd.leases")
+    f = leasefiles.parse(ISC, "/var/lib/dhcp/dhcpd.leases")
     assert (f.format, f.bad_lines) == ("isc", 0)
     got = by_ip(f.leases)
     assert got["10.0.0.219"].hostname == "laptop-bob"
@@ -150,7 +151,7 @@ def test_isc_last_block_wins_and_time_forms():
 
 
 def test_isc_ipv6_ia_na():
-    f = leases.parse(ISC6, "/var/lib/dhcp/dhcpd6.leases")
+    f = leasefiles.parse(ISC6, "/var/lib/dhcp/dhcpd6.leases")
     assert f.format == "isc"
     [lease] = f.leases
     assert (lease.ip, lease.mac, lease.state, lease.expires) == ("fd00::219", "3c:52:82:11:22:33", "active",
@@ -158,7 +159,7 @@ def test_isc_ipv6_ia_na():
 
 
 def test_kea_last_row_wins_deleted_and_states():
-    f = leases.parse(KEA4, "/var/lib/kea/kea-leases4.csv")
+    f = leasefiles.parse(KEA4, "/var/lib/kea/kea-leases4.csv")
     assert (f.format, f.bad_lines) == ("kea", 0)
     got = by_ip(f.leases)
     assert got["10.0.0.218"].state == "deleted"                    # valid_lifetime 0
@@ -168,7 +169,7 @@ def test_kea_last_row_wins_deleted_and_states():
 
 
 def test_kea_v6_addresses_not_prefixes():
-    f = leases.parse(KEA6, "/var/lib/kea/kea-leases6.csv")
+    f = leasefiles.parse(KEA6, "/var/lib/kea/kea-leases6.csv")
     assert f.format == "kea"
     assert [(x.ip, x.mac) for x in f.leases] == [("fd00::219", "3c:52:82:11:22:33")]
 
@@ -180,19 +181,19 @@ def test_kea_v6_addresses_not_prefixes():
     ("lease 10.0.0.5 {\n}\n", "isc"), ("1758103600 aa:bb:cc:dd:ee:ff 10.0.0.5 x *\n", "dnsmasq"),
 ])
 def test_sniff(text, fmt):
-    assert leases.sniff(text) == fmt
+    assert leasefiles.sniff(text) == fmt
 
 
 def test_bad_lines_are_counted_not_fatal():
     text = DNSMASQ + "garbage here\n1758103600 aa:bb 10.0.0.300 x *\n"
-    f = leases.parse(text, "x")
+    f = leasefiles.parse(text, "x")
     assert f.format == "dnsmasq" and f.bad_lines == 2 and len(f.leases) == 6
-    f = leases.parse(ISC + "lease 10.0.0.999 { ends 3 2025/13/45 99:00:00; }\nlease 10.0.0.7 {\n", "x")
+    f = leasefiles.parse(ISC + "lease 10.0.0.999 { ends 3 2025/13/45 99:00:00; }\nlease 10.0.0.7 {\n", "x")
     assert f.format == "isc" and f.bad_lines >= 2
 
 
 def test_empty_file_is_not_an_error():
-    f = leases.parse("", "/var/lib/misc/dnsmasq.leases")
+    f = leasefiles.parse("", "/var/lib/misc/dnsmasq.leases")
     assert f.format is None and f.empty and f.leases == []
 
 
@@ -217,7 +218,7 @@ def _well_formed(items):
 @hsettings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(_TEXTS)
 def test_fuzz_dnsmasq(text):
-    items, bad = leases.parse_dnsmasq(text, "f")
+    items, bad = leasefiles.parse_dnsmasq(text, "f")
     _well_formed(items)
     assert bad >= 0
 
@@ -225,21 +226,21 @@ def test_fuzz_dnsmasq(text):
 @hsettings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(_TEXTS)
 def test_fuzz_isc(text):
-    items, _bad = leases.parse_isc(text, "f")
+    items, _bad = leasefiles.parse_isc(text, "f")
     _well_formed(items)
 
 
 @hsettings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(_TEXTS)
 def test_fuzz_kea(text):
-    items, _bad = leases.parse_kea(text, "f")
+    items, _bad = leasefiles.parse_kea(text, "f")
     _well_formed(items)
 
 
 @hsettings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(_TEXTS, st.integers(min_value=-2**40, max_value=2**40))
 def test_fuzz_parse_and_meaning(text, now):
-    f = leases.parse(text, "f")
+    f = leasefiles.parse(text, "f")
     assert f.format in (None, "dnsmasq", "isc", "kea")
     _well_formed(f.leases)
     rows = leases.rows(leases.active([f], now), [GUESTS[0]])
@@ -250,22 +251,22 @@ def test_fuzz_parse_and_meaning(text, now):
 
 # -- what a lease means -------------------------------------------------------------------
 GUESTS = [
-    parse_config("hostname: vllm-granite-embed-r2\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B1,"
+    parse_config("hostname: embed-api\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B1,"
                  "ip=10.0.0.219/24,gw=10.0.0.1,ip6=fd00::219/64,type=veth\n", 951, "lxc", "pve1"),
     parse_config("hostname: dhcp-guest\nnet0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B9,ip=dhcp,type=veth\n",
                  958, "lxc", "pve1"),
     parse_config("hostname: own-lease\nnet0: name=eth0,bridge=vmbr0,hwaddr=02:00:00:00:02:16,ip=10.0.0.216/24,"
                  "type=veth\n", 959, "lxc", "pve2"),
-    parse_config("template: 1\nhostname: Template-Base\nnet0: name=eth0,bridge=vmbr0,hwaddr=02:00:00:00:02:15,"
+    parse_config("template: 1\nhostname: base-template\nnet0: name=eth0,bridge=vmbr0,hwaddr=02:00:00:00:02:15,"
                  "ip=10.0.0.215/24,type=veth\n", 900, "lxc", "pve1"),
 ]
 
 
 def test_static_ip_and_guest_flags():
-    rows = {r.lease.ip: r for r in leases.rows(leases.active([leases.parse(ISC, "f"), leases.parse(DNSMASQ, "g")],
+    rows = {r.lease.ip: r for r in leases.rows(leases.active([leasefiles.parse(ISC, "f"), leasefiles.parse(DNSMASQ, "g")],
                                                                    NOW), GUESTS)}
     r = rows["10.0.0.219"]                      # CT 951's static address, leased to a laptop
-    assert (r.flags, r.owner, r.owner_vmid, r.owner_nic) == (["STATIC-IP"], "CT 951 vllm-granite-embed-r2",
+    assert (r.flags, r.owner, r.owner_vmid, r.owner_nic) == (["STATIC-IP"], "CT 951 embed-api",
                                                              951, "net0")
     assert rows["fd00::219"].flags == ["STATIC-IP"]                # IPv6 too (the laptop's DUID)
     r = rows["10.0.0.216"]                      # CT 959's own address, leased to its own MAC
@@ -277,7 +278,7 @@ def test_static_ip_and_guest_flags():
 
 
 def test_a_dhcp_guest_lease_is_guest():
-    f = leases.parse("1758103600 52:54:00:67:89:b9 10.0.0.218 dhcp-guest *\n", "g")
+    f = leasefiles.parse("1758103600 52:54:00:67:89:b9 10.0.0.218 dhcp-guest *\n", "g")
     [r] = leases.rows(leases.active([f], NOW), GUESTS)
     assert (r.flags, r.owner, r.owner_vmid) == (["GUEST"], "CT 958 dhcp-guest", 958)
     assert set(r.to_json()) == {"ip", "mac", "hostname", "expires", "file", "owner", "owner_vmid", "flags"}
@@ -285,7 +286,7 @@ def test_a_dhcp_guest_lease_is_guest():
 
 
 def test_audit_findings_name_both_sides():
-    rows = leases.rows(leases.active([leases.parse(ISC, "/var/lib/dhcp/dhcpd.leases")], NOW), GUESTS)
+    rows = leases.rows(leases.active([leasefiles.parse(ISC, "/var/lib/dhcp/dhcpd.leases")], NOW), GUESTS)
     [f] = leases.findings(rows, NOW)
     assert (f.kind, f.ip, f.mac, f.vmids) == ("dhcp-lease", "10.0.0.219", "3c:52:82:11:22:33", [951])
     assert "laptop-bob" in f.detail and "CT 951 net0" in f.detail and "/var/lib/dhcp/dhcpd.leases" in f.detail
@@ -308,8 +309,9 @@ def test_until_words(monkeypatch):
 def _tree(tmp_path, **settings):
     from phoenix_hook.net.lab import write_tree
     root = tmp_path / "etc-pve"
-    write_tree(str(root), "pve1", {951: "hostname: vllm-granite-embed-r2\nnet0: name=eth0,bridge=vmbr0,"
-                                        "hwaddr=52:54:00:67:89:B1,ip=10.0.0.219/24,gw=10.0.0.1,type=veth\n"})
+    write_tree(str(root), "pve1", {951: "hookscript: local:snippets/phoenix-hook.py\nhostname: embed-api\n"
+                                        "net0: name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B1,ip=10.0.0.219/24,"
+                                        "gw=10.0.0.1,type=veth\n"})
     conf = tmp_path / "phoenix-hook.conf"
     extra = "".join(f"{k} = {v}\n" for k, v in settings.items())
     conf.write_text(f"[phoenix-hook]\npve_root = {root}\nnode = pve1\nlog_file = {tmp_path}/log\n{extra}")
@@ -357,7 +359,7 @@ def test_leases_json_and_exit_1(tmp_path, capsys):
     assert doc["files"] == [{"file": str(f), "format": "isc", "leases": 5, "bad_lines": 0}]
     row = next(r for r in doc["rows"] if r["ip"] == "10.0.0.219")
     assert row == {"ip": "10.0.0.219", "mac": "3c:52:82:11:22:33", "hostname": "laptop-bob",
-                   "expires": row["expires"], "file": str(f), "owner": "CT 951 vllm-granite-embed-r2",
+                   "expires": row["expires"], "file": str(f), "owner": "CT 951 embed-api",
                    "owner_vmid": 951, "flags": ["STATIC-IP"]}
     code, out, _err = _cli(["--config", conf, "leases"], capsys)
     assert code == 1 and "STATIC-IP: 10.0.0.219 is leased to 3c:52:82:11:22:33" in out

@@ -16,12 +16,14 @@ import sys
 import pytest
 
 import dhcp_lab
+from conftest import load_fixture_guests
 from phoenix_hook.net import lab as labmod
 
 pytestmark = pytest.mark.skipif(labmod.available() is not None, reason=f"leases lab: {labmod.available()}")
 
 LAPTOP = "3c:52:82:11:22:33"
 DHCP_GUEST = "52:54:00:67:89:b8"       # CT 958 (ip=dhcp)'s MAC
+NAME950 = load_fixture_guests()[950]["name"]
 
 
 def world(lab, pve, tmp_path):
@@ -46,7 +48,7 @@ def leases_cli(pve, leases_file, *args):
 def static_ip_row(doc, ip="10.0.0.150"):
     [row] = [r for r in doc["rows"] if r["ip"] == ip]
     assert row["mac"] == LAPTOP and row["hostname"] == "laptop-bob"
-    assert (row["owner"], row["owner_vmid"], row["flags"]) == ("CT 950 vllm-Qwen3C-4bit", 950, ["STATIC-IP"])
+    assert (row["owner"], row["owner_vmid"], row["flags"]) == (f"CT 950 {NAME950}", 950, ["STATIC-IP"])
     assert row["expires"].endswith("Z")
     return row
 

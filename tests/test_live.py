@@ -78,8 +78,8 @@ def ct(vmid, net0, node="pve1", name=None, extra=""):
 
 
 CT951 = ct(951, "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B1,ip=10.0.0.151/24,ip6=fd00::151/64,type=veth",
-           name="vllm-granite-embed-r2")
-CT953 = ct(953, "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B3,ip=10.0.0.153/24,type=veth", name="Nginx-VscodeRag")
+           name="embed-api")
+CT953 = ct(953, "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B3,ip=10.0.0.153/24,type=veth", name="web-proxy")
 VM120 = parse_config("name: web\nnet0: virtio=BC:24:11:00:01:20,bridge=vmbr0\nipconfig0: ip=dhcp\n", 120, "qemu", "pve2")
 
 
@@ -183,32 +183,38 @@ def test_live_duplicate_not_repeated_when_the_configs_already_clash():
 
 # -- the API ------------------------------------------------------------------------------------
 RESOURCES = [
-    {"id": "lxc/951", "type": "lxc", "vmid": 951, "node": "pve1", "name": "vllm-granite-embed-r2", "status": "running"},
-    {"id": "lxc/953", "type": "lxc", "vmid": 953, "node": "pve1", "name": "Nginx-VscodeRag", "status": "stopped"},
+    {"id": "lxc/951", "type": "lxc", "vmid": 951, "node": "pve1", "name": "embed-api", "status": "running"},
+    {"id": "lxc/953", "type": "lxc", "vmid": 953, "node": "pve1", "name": "web-proxy", "status": "stopped"},
     {"id": "qemu/120", "type": "qemu", "vmid": 120, "node": "pve2", "name": "web", "status": "running"},
     {"id": "qemu/121", "type": "qemu", "vmid": 121, "node": "pve2", "name": "noagent", "status": "running"},
-    {"id": "lxc/900", "type": "lxc", "vmid": 900, "node": "pve1", "name": "Template-Base", "status": "stopped",
+    {"id": "lxc/900", "type": "lxc", "vmid": 900, "node": "pve1", "name": "base-template", "status": "stopped",
      "template": 1},
 ]
 CONFIGS = {
-    ("pve1", "lxc", 951): {"hostname": "vllm-granite-embed-r2",
+    ("pve1", "lxc", 951): {"hostname": "embed-api",
                            "net0": "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B1,ip=10.0.0.151/24,type=veth"},
-    ("pve1", "lxc", 953): {"hostname": "Nginx-VscodeRag",
+    ("pve1", "lxc", 953): {"hostname": "web-proxy",
                            "net0": "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B3,ip=10.0.0.153/24,type=veth"},
     ("pve2", "qemu", 120): {"name": "web", "net0": "virtio=BC:24:11:00:01:20,bridge=vmbr0", "ipconfig0": "ip=dhcp",
                             "agent": "1"},
     ("pve2", "qemu", 121): {"name": "noagent", "net0": "virtio=BC:24:11:00:01:21,bridge=vmbr0",
                             "ipconfig0": "ip=10.0.0.121/24"},
-    ("pve1", "lxc", 900): {"hostname": "Template-Base", "template": 1,
+    ("pve1", "lxc", 900): {"hostname": "base-template", "template": 1,
                            "net0": "name=eth0,bridge=vmbr0,hwaddr=52:54:00:AA:BB:CC,ip=10.0.0.200/24,type=veth"},
 }
+
+
+HOOK = "local:snippets/phoenix-hook.py"         # every guest guarded: audit's coverage findings stay out
 
 
 def serve_live(rsps):
     rsps.add(responses.GET, f"{BASE}/cluster/resources", json={"data": RESOURCES})
     rsps.add(responses.GET, f"{BASE}/cluster/status", json={"data": []})
+    rsps.add(responses.GET, f"{BASE}/nodes", json={"data": [{"node": n, "status": "online"} for n in ("pve1", "pve2")]})
+    for n in ("pve1", "pve2"):
+        rsps.add(responses.GET, f"{BASE}/nodes/{n}/storage/local/content", json={"data": [{"volid": HOOK}]})
     for (node, kind, vmid), cfg in CONFIGS.items():
-        rsps.add(responses.GET, f"{BASE}/nodes/{node}/{kind}/{vmid}/config", json={"data": cfg})
+        rsps.add(responses.GET, f"{BASE}/nodes/{node}/{kind}/{vmid}/config", json={"data": dict(cfg, hookscript=HOOK)})
     rsps.add(responses.GET, f"{BASE}/nodes/pve1/lxc/951/interfaces", json={"data": PVE_IFACES})
     rsps.add(responses.GET, f"{BASE}/nodes/pve2/qemu/120/agent/network-get-interfaces", json={"data": AGENT})
     # qemu-server Agent.pm assert_agent_available: die "No QEMU guest agent configured\n"
@@ -261,7 +267,10 @@ def test_audit_live_through_the_api(tmp_path, capsys):
 def test_audit_live_every_read_failing_is_could_not_check(tmp_path, capsys):
     responses.add(responses.GET, f"{BASE}/cluster/resources", json={"data": RESOURCES[:1]})
     responses.add(responses.GET, f"{BASE}/cluster/status", json={"data": []})
-    responses.add(responses.GET, f"{BASE}/nodes/pve1/lxc/951/config", json={"data": CONFIGS[("pve1", "lxc", 951)]})
+    responses.add(responses.GET, f"{BASE}/nodes", json={"data": [{"node": "pve1", "status": "online"}]})
+    responses.add(responses.GET, f"{BASE}/nodes/pve1/storage/local/content", json={"data": [{"volid": HOOK}]})
+    responses.add(responses.GET, f"{BASE}/nodes/pve1/lxc/951/config",
+                  json={"data": dict(CONFIGS[("pve1", "lxc", 951)], hookscript=HOOK)})
     responses.add(PveFailure(f"{BASE}/nodes/pve1/lxc/951/interfaces", 403,
                              "Permission check failed (/vms/951, VM.Audit)"))
     code = cli.main(["--config", conf_file(tmp_path), "audit", "--live", "--source", "api"])

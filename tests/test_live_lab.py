@@ -25,6 +25,7 @@ from phoenix_hook.net import lab as labmod
 pytestmark = pytest.mark.skipif(labmod.available() is not None, reason=f"live lab: {labmod.available()}")
 
 VM120_MAC = "bc:24:11:00:01:20"
+HOOK = "hookscript: local:snippets/phoenix-hook.py\n"    # guarded guests: no coverage findings
 AGENT_120 = [
     {"name": "lo", "hardware-address": "00:00:00:00:00:00",
      "ip-addresses": [{"ip-address-type": "ipv4", "ip-address": "127.0.0.1", "prefix": 8}]},
@@ -75,12 +76,12 @@ def node(lab, pve, tmp_path):
     f = pve.fixture
     mac = {v: f[v]["mac_address"].lower() for v in f}
     for vmid in (910, 951, 952, 953):
-        pve.guest(vmid)
+        pve.guest(vmid, extra=HOOK)
     qemu = pve.root / "nodes" / pve.node / "qemu-server"
     qemu.mkdir(parents=True)
-    (qemu / "120.conf").write_text(f"agent: 1\nname: web\nnet0: virtio={VM120_MAC.upper()},bridge=vmbr0\n"
+    (qemu / "120.conf").write_text(f"{HOOK}agent: 1\nname: web\nnet0: virtio={VM120_MAC.upper()},bridge=vmbr0\n"
                                    f"ipconfig0: ip=10.0.0.120/24,gw=10.0.0.1\n")
-    (qemu / "121.conf").write_text("name: noagent\nnet0: virtio=BC:24:11:00:01:21,bridge=vmbr0\n"
+    (qemu / "121.conf").write_text(f"{HOOK}name: noagent\nnet0: virtio=BC:24:11:00:01:21,bridge=vmbr0\n"
                                    "ipconfig0: ip=10.0.0.121/24,gw=10.0.0.1\n")
     lab.add_host_address("10.0.0.1/24")
     # CT 951 was rebuilt by hand: its config says 10.0.0.151, it holds 10.0.0.219
@@ -110,7 +111,7 @@ def test_audit_live_reads_what_guests_really_hold(node):
     doc = json.loads(out)
     assert code == 1, err
     got = [(f["kind"], f["vmids"], f["ip"]) for f in doc["findings"]]
-    assert got == [("duplicate-ip", [120, 910], "10.0.0.99"),   # VM 120 holds Portainer's address
+    assert got == [("duplicate-ip", [120, 910], "10.0.0.99"),   # VM 120 holds CT 910's address
                    ("drift", [120], "10.0.0.120"),              # ... besides its own
                    ("drift", [951], "10.0.0.151")]              # CT 951 holds .219, not .151
     drift951 = doc["findings"][2]["detail"]

@@ -25,7 +25,7 @@ import sys
 import pytest
 
 import dhcp_lab
-from conftest import PveTree
+from conftest import PveTree, load_fixture_guests
 from phoenix_hook.net import lab as labmod
 
 pytestmark = pytest.mark.skipif(labmod.available() is not None, reason=f"locate lab: {labmod.available()}")
@@ -33,6 +33,7 @@ pytestmark = pytest.mark.skipif(labmod.available() is not None, reason=f"locate 
 LAPTOP = "3c:52:82:11:22:33"          # an HP OUI
 STRANGER = "02:00:00:00:01:54"
 VM120_MAC = "bc:24:11:00:01:20"
+NAME = {vmid: spec["name"] for vmid, spec in load_fixture_guests().items()}
 
 
 def lan_host(lab, switch, name, cidr, mac):
@@ -144,13 +145,13 @@ def test_a_running_container_is_its_own_owner(world):
     code, doc = locate_json(world, "10.0.0.151")
     assert (code, doc["verdict"]) == (0, "owner")
     assert doc["owner"] == {"vmid": 951, "type": "lxc", "node": "pve1", "nic": "net0",
-                            "name": "vllm-granite-embed-r2", "mac": mac[951]}
+                            "name": NAME[951], "mac": mac[951]}
     [a] = doc["answers"]
     assert (a["mac"], a["port"], a["where"], a["vmid"], a["nic"], a["lease"]) == \
         (mac[951], "veth951i0", "guest", 951, "net0", None)
     code, out, _err = locate(world, "10.0.0.151")
-    assert out.strip().endswith("on CT 951 vllm-granite-embed-r2 net0 (port veth951i0); that is its owner, "
-                                "CT 951 vllm-granite-embed-r2 net0")
+    assert out.strip().endswith(f"on CT 951 {NAME[951]} net0 (port veth951i0); that is its owner, "
+                                f"CT 951 {NAME[951]} net0")
 
 
 def test_firewall_port_and_vm_tap_port(world):
@@ -175,7 +176,7 @@ def test_two_holders_the_owner_and_a_stranger_behind_the_uplink(world):
     lines = out.splitlines()
     assert code == 1 and len(lines) == 2
     assert lines[1] == (f"10.0.0.154 answered by {STRANGER} (locally administered) behind uplink eno1; "
-                        f"the address belongs to CT 954 n8n-phoenix net0 on node pve1")
+                        f"the address belongs to CT 954 {NAME[954]} net0 on node pve1")
 
 
 def test_a_guest_of_another_node_answers_from_behind_the_uplink(world):
@@ -214,7 +215,7 @@ def test_silence(world):
     assert (code, doc["verdict"], doc["answers"], doc["owner"]) == (0, "silent", [], None)
     code, out, _err = locate(world, "10.0.0.150")          # CT 950: configured, stopped
     assert code == 0 and out.startswith("nobody answered for 10.0.0.150 on vmbr0 within ")
-    assert out.strip().endswith("the address belongs to CT 950 vllm-Qwen3C-4bit net0 on node pve1 "
+    assert out.strip().endswith(f"the address belongs to CT 950 {NAME[950]} net0 on node pve1 "
                                 "(stopped, or not reachable from here)")
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from phoenix_hook.checks import leases, locate
+from phoenix_hook.checks import leasefiles, locate
 from phoenix_hook.net import acd, fdb
 from phoenix_hook.pve.guest import parse_config
 
@@ -153,7 +153,7 @@ def test_verdicts():
 
 
 def test_lease_for_prefers_this_address():
-    f = leases.parse("1758103600 3c:52:82:11:22:33 10.0.0.219 laptop-bob *\n"
+    f = leasefiles.parse("1758103600 3c:52:82:11:22:33 10.0.0.219 laptop-bob *\n"
                      "1758107200 3c:52:82:11:22:33 10.0.0.218 laptop-bob *\n"
                      "1758107200 02:00:00:00:00:09 10.0.0.9 other *\n", "/l")
     got = locate.lease_for("3c:52:82:11:22:33", "10.0.0.219", f.leases)

@@ -1,7 +1,7 @@
 """`phoenix-hook leases [FILE...] [--json]`: the DHCP server's active leases, against the guest configs.
 
 The files: FILE arguments, else `dhcp_leases` in the settings; the format of
-each is told from its content (checks/leases.py: dnsmasq, ISC dhcpd, Kea).
+each is told from its content (checks/leasefiles.py: dnsmasq, ISC dhcpd, Kea).
 JSON (one object): {"files": [{"file", "format", "leases", "bad_lines"}],
   "rows": [{"ip", "mac", "hostname", "expires", "file", "owner", "owner_vmid", "flags"}]}
 Exit: 0 nothing wrong, 1 a STATIC-IP lease, 2 bad usage (no files named),
@@ -36,7 +36,7 @@ def add_parser(sub):
 def read_files(paths) -> list:
     """Read and parse each lease file; CannotCheck naming the first that cannot be read
     or is no lease file phoenix-hook knows."""
-    from phoenix_hook.checks import leases
+    from phoenix_hook.checks import leasefiles
     out = []
     for path in paths:
         try:
@@ -47,7 +47,7 @@ def read_files(paths) -> list:
                               f"the settings or the file's permissions") from None
         if len(raw) > MAX_BYTES:
             raise CannotCheck(f"{path} is larger than {MAX_BYTES >> 20} MB; is it a lease file?")
-        parsed = leases.parse(raw.decode("utf-8", errors="replace"), path)
+        parsed = leasefiles.parse(raw.decode("utf-8", errors="replace"), path)
         if parsed.format is None and not parsed.empty:
             raise CannotCheck(f"{path} is not a dnsmasq, ISC dhcpd or Kea lease file phoenix-hook "
                               f"can read; check dhcp_leases in the settings")
