@@ -236,3 +236,22 @@ def test_bad_usage_and_could_not_check(world, args, code, words):
     got, out, err = locate(world, *args)
     assert (got, out) == (code, "")
     assert words in err and len(err.strip().splitlines()) == 1
+
+
+def _link_local(lab, dev):
+    out = json.loads(lab.ip(lab.pve, "-j", "addr", "show", "dev", dev).stdout)
+    return next((a["local"] for link in out for a in link.get("addr_info", [])
+                 if a.get("family") == "inet6" and a["local"].startswith("fe80:")), None)
+
+
+def test_link_local_is_the_hosts_on_its_own_link_only(world):
+    lab = world[0]
+    mine, port = _link_local(lab, "vmbr0"), _link_local(lab, "eno1")
+    if mine is None or port is None:
+        pytest.fail(f"no IPv6 link-local address on vmbr0 ({mine}) or eno1 ({port}) in the lab")
+    code, doc = locate_json(world, mine)
+    assert (code, doc["verdict"], doc["owner"]["type"]) == (0, "owner", "node")
+    assert [(a["where"], a["port"]) for a in doc["answers"]] == [("host", "vmbr0")]
+    # eno1's own link-local address is on eno1's link, not vmbr0's: no host answer here
+    code, doc = locate_json(world, port)
+    assert (code, doc["verdict"], doc["owner"], doc["answers"]) == (0, "silent", None, [])

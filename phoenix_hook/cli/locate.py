@@ -145,6 +145,14 @@ def run(args) -> int:
                              f"configured with it; name one: phoenix-hook locate {a} --bridge vmbr0 "
                              f"[--vlan N]")
         bridge, vlan, why = hit
+    if address.is_link_local:
+        # a link-local address is one per link (RFC 4291 2.5.6): this host holds it here only
+        # on the bridge probed, PVE's vmbrXvN or a vmbrX.N for its VLAN
+        here = {bridge} | ({f"{bridge}v{vlan}", f"{bridge}.{vlan}"} if vlan is not None else set())
+        host = [h for h in host if h[2] in here]
+        owners = locate.owners_of(a, guests, settings.node, [(ip, dev, mac) for ip, _p, dev, mac in host],
+                                  nodes)
+        owner = owners[0] if owners else None
     timeout = args.timeout_ms or settings.probe_timeout_ms
     heard, iface, tag, window_ms, facts, notes = _probe(address, family, bridge, vlan, settings, timeout)
 
