@@ -157,6 +157,13 @@ def test_no_drift_when_it_holds_what_it_should_and_dhcp_is_left_alone():
     assert checks.drift(VM120, live.parse_interfaces(AGENT)) == []      # ip=dhcp: whatever it got
 
 
+def test_an_unplugged_nic_is_left_alone():
+    down = ct(953, "name=eth0,bridge=vmbr0,hwaddr=52:54:00:67:89:B3,ip=10.0.0.153/24,link_down=1,type=veth")
+    assert down.nics[0].skip
+    assert checks.drift(down, []) == []
+    assert len(checks.drift(CT953, [])) == 1          # the same NIC plugged in: it lacks its address
+
+
 def test_no_interface_with_the_mac():
     [f] = checks.drift(CT953, live.parse_interfaces([{"name": "eth1", "hardware-address": "02:00:00:00:00:01",
                                                        "ip-addresses": []}]))

@@ -52,7 +52,7 @@ def drift(guest, ifaces) -> list[AuditFinding]:
     out = []
     matched = match(guest, ifaces)
     for n in guest.nics:
-        if n.error:
+        if n.error or n.skip:             # link_down=1 and the like: PVE leaves it down
             continue
         for family, want, mode in ((4, n.address, n.ip_mode), (6, n.address6, n.ip6_mode)):
             if mode != "static" or not want:
