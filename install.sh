@@ -453,6 +453,9 @@ install_settings() {
 #ignore =
 # Address ranges your DHCP server hands out, comma-separated, e.g. 10.0.0.100-10.0.0.199.
 #dhcp_ranges =
+# Your DHCP server's lease files, comma-separated (dnsmasq, ISC dhcpd.leases, Kea CSV),
+# e.g. /var/lib/misc/dnsmasq.leases: read by phoenix-hook leases, audit and locate.
+#dhcp_leases =
 # Where hooks record the addresses of guests starting right now (tmpfs, cleared at boot).
 #run_dir = /run/phoenix-hook
 

@@ -27,7 +27,7 @@ MODES = ("enforce", "warn", "off")
 ON_ERROR = ("allow", "refuse")
 RFC5227 = "rfc5227"
 KNOWN_KEYS = {"mode", "probe_timeout_ms", "deadline_s", "on_error", "pve_root", "node",
-              "log_file", "ignore", "dhcp_ranges", "run_dir"}
+              "log_file", "ignore", "dhcp_ranges", "run_dir", "dhcp_leases"}
 GUEST_KEYS = {"mode", "probe_timeout_ms"}
 API_SECTION = "api"
 
@@ -47,6 +47,7 @@ class Settings:
     run_dir: str = "/run/phoenix-hook"       # node-local claims of starting guests (claims.py)
     ignore: tuple[str, ...] = ()             # addresses / networks never probed
     dhcp_ranges: tuple[tuple[str, str], ...] = ()
+    dhcp_leases: tuple[str, ...] = ()        # lease files (dnsmasq, ISC dhcpd, Kea memfile)
     guests: dict = field(default_factory=dict)   # vmid -> {"mode": .., "probe_timeout_ms": ..}
     path: str | None = None                  # the file these came from, None if defaults
     sections: dict = field(default_factory=dict)  # other sections, raw, for later commands
@@ -286,6 +287,12 @@ def _value(path, section, key, value):
         return items
     if key == "dhcp_ranges":
         return _ranges(path, section, key, v)
+    if key == "dhcp_leases":
+        files = tuple(x.strip() for x in v.split(",") if x.strip())
+        for x in files:
+            if not x.startswith("/"):
+                raise _bad(path, section, key, x, "absolute paths of lease files, comma-separated")
+        return files
     return v
 
 

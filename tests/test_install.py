@@ -23,7 +23,7 @@ VOLID = "local:snippets/phoenix-hook.py"
 ME = "phoenix-hook install: "
 STAND_IN_HOOK = "#!/usr/bin/env python3\nimport sys\nfrom phoenix_hook.hook import main\nsys.exit(main())\n"
 SETTING_KEYS = ("mode", "probe_timeout_ms", "deadline_s", "on_error", "pve_root",
-                "node", "log_file", "ignore", "dhcp_ranges", "run_dir")
+                "node", "log_file", "ignore", "dhcp_ranges", "dhcp_leases", "run_dir")
 
 
 def _wrapper(path, *argv):

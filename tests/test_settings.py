@@ -48,6 +48,12 @@ dhcp_ranges = 10.0.0.100-10.0.0.199, 10.0.1.10 - 10.0.1.20
     assert s.dhcp_ranges == (("10.0.0.100", "10.0.0.199"), ("10.0.1.10", "10.0.1.20"))
 
 
+def test_dhcp_leases_files():
+    s = parse(conf("dhcp_leases = /var/lib/misc/dnsmasq.leases, /var/lib/kea/kea-leases4.csv,"), P)
+    assert s.dhcp_leases == ("/var/lib/misc/dnsmasq.leases", "/var/lib/kea/kea-leases4.csv")
+    assert parse(conf("dhcp_leases ="), P).dhcp_leases == ()
+
+
 def test_rfc5227_timeout_and_inline_comments():
     s = parse(conf("probe_timeout_ms = rfc5227   # the RFC's own 7 s\nmode = off ; no checks"), P)
     assert s.probe_timeout_ms == "rfc5227" and s.mode == "off"
@@ -67,6 +73,7 @@ def test_keys_are_case_insensitive():
     ("node", "../pve1"), ("node", ".hidden"),
     ("ignore", "10.0.0.300"), ("ignore", "fd00::zz"),
     ("dhcp_ranges", "10.0.0.199-10.0.0.100"), ("dhcp_ranges", "10.0.0.100"), ("dhcp_ranges", "a-b"),
+    ("dhcp_leases", "dnsmasq.leases"),
 ])
 def test_invalid_value_is_one_line_naming_file_key_value(key, value):
     with pytest.raises(SettingsError) as e:

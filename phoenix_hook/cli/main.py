@@ -15,7 +15,7 @@ from phoenix_hook import __version__
 from phoenix_hook.errors import CannotCheck, UsageError  # noqa: F401 (commands import them here too)
 
 # Order is the order of `phoenix-hook --help`.
-COMMANDS = ["check", "preflight", "audit", "reservations", "scan", "neigh", "demo"]
+COMMANDS = ["check", "preflight", "audit", "reservations", "scan", "neigh", "locate", "leases", "demo"]
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_CANNOT = 0, 1, 2, 3
 

@@ -199,11 +199,14 @@ class ProbeRun:
     conflict already decides the start). Otherwise a candidate stops being
     probed at its first conflict, and the run ends when all have one or
     the listening window closes.
+    collect: probe and listen for the whole window and keep every MAC that
+    answers (`locate`: who all holds the address, not only whether anyone does).
     """
     candidates: list[Candidate]
     schedule: Schedule
     own_macs: frozenset = frozenset()
     stop_on_first: bool = True
+    collect: bool = False
     rand: object = random.random
     conflicts: dict = field(default_factory=dict)   # key -> [Conflict]
     sent: dict = field(default_factory=dict)        # key -> probes sent
@@ -230,7 +233,7 @@ class ProbeRun:
         while self._next < len(self._offsets) and now >= self._start + self._offsets[self._next]:
             self._next += 1
             for c in self.candidates:
-                if c.key not in self.conflicts:
+                if c.key not in self.conflicts or self.collect:
                     out.append((c.iface, c.probe_frame()))
                     self.sent[c.key] = self.sent.get(c.key, 0) + 1
         return out
@@ -268,6 +271,8 @@ class ProbeRun:
         return self.dropped.get(cand.iface, 0)
 
     def done(self, now: float) -> bool:
+        if self.collect:
+            return now >= self._start + self._end
         if self.conflicts and self.stop_on_first:
             return True
         if len(self.conflicts) == len(self.candidates):
