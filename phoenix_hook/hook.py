@@ -275,11 +275,11 @@ def _decide(vmid, settings, mode, timeout, t0, record, claimed) -> int:
             say(line)
         _log(settings, record, verdict, "warned", 0, t0)
         return 0
-    for line in task_log_lines(g):
+    # A NIC that could not be checked is said once, in the loud line below
+    # (which names the bridge / the step), not also on a line of its own.
+    for line in task_log_lines(g, errors=verdict != "error"):
         say(line)
     if verdict == "error":
-        # The per-NIC lines above say what failed; the verdict line repeats it,
-        # so the one loud line an admin reads names the bridge / the step.
         why = "; ".join(dict.fromkeys(([g.error] if g.error else []) +       # a NIC's two addresses
                                       [f"{n.nic}: {n.note}" for n in g.nics if n.verdict == "error"]))
         return _could_not_check(vmid, settings, record, t0, why or None, label=g.label, shown=True)

@@ -69,7 +69,9 @@ def run(args) -> int:
     if args.json:
         print(audit.to_json(found, guests, extra))
     else:
-        print(audit.table(found, guests, color=sys.stdout.isatty()))
+        from phoenix_hook.cli.tables import terminal
+        term = terminal()
+        print(audit.table(found, guests, color=term.color, width=term.width))
         if args.live:
             live_doc = extra["live"]
             print(f"live: {len(live_doc['read'])} running guests read, {len(skipped)} skipped, "

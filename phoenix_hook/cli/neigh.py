@@ -82,7 +82,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"source": source, "rows": rows}, indent=2))
     else:
-        color = sys.stdout.isatty()
+        from phoenix_hook.cli.tables import terminal
+        term = terminal()
         cells = [("IP", "MAC", "DEV", "STATE", "VENDOR", "OWNER", "FLAGS")]
         for r in rows:
             flags = " ".join(r["flags"] + ([f"(MAC of {r['mac_owner']})"] if r["mac_owner"] else []))
@@ -90,5 +91,5 @@ def run(args) -> int:
                           (r["vendor"] or "-")[:32], r["owner"] or "-", flags))
         print(f"{len(rows)} neighbours (from {source})")
         if rows:
-            print("\n".join(columns(cells, color)))
+            print("\n".join(columns(cells, term.color, term.width)))
     return answers.exit_code(r["flags"] for r in rows)

@@ -94,6 +94,24 @@ def _arp_filter() -> bytes:
 _FILTER = _arp_filter()
 
 
+def raw_access() -> str | None:
+    """None when this process may open raw (AF_PACKET) sockets, else why not.
+
+    Opens one and closes it at once: protocol 0 and never bound, so it sees no
+    frame and sends none. This asks the kernel, so root without CAP_NET_RAW
+    (a container, `setpriv --bounding-set -net_raw`) and a non-root user with
+    the capability are both told right; the uid alone would tell neither.
+    """
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except PermissionError:
+        return "raw sockets need root (CAP_NET_RAW)"
+    except OSError as exc:
+        return f"this system has no raw (AF_PACKET) sockets: {exc.strerror}"
+    sock.close()
+    return None
+
+
 class Wire:
     """Raw Ethernet access to a set of interfaces (one AF_PACKET socket each)."""
 
