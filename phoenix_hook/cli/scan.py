@@ -21,7 +21,7 @@ import sys
 from phoenix_hook.checks import answers
 from phoenix_hook.checks.owners import (DUP, MISMATCH, UNCLAIMED, Owners, cluster_claims,
                                         host_claims, mac_claims)
-from phoenix_hook.cli.main import UsageError, load_settings
+from phoenix_hook.cli.main import UsageError, load_settings, need_raw_sockets
 from phoenix_hook.cli.tables import columns
 from phoenix_hook.net import arp, scan, sweep
 from phoenix_hook.pve import sources
@@ -116,6 +116,7 @@ def run(args) -> int:
     def warn(line):
         sys.stderr.write(f"phoenix-hook: note: {line}\n")
 
+    need_raw_sockets(args)
     # The claims are read first: a source that cannot be read stops the scan before it sends.
     guests, claims = cluster_claims(settings, args.source, bridge=args.bridge, vlan=args.vlan)
     res = sweep.sweep(args.bridge, args.vlan, net, rate=args.rate, retries=args.retries,

@@ -173,7 +173,8 @@ def run(args) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read the settings ({getattr(exc, 'strerror', None) or exc})") from None
     problems = mistakes(text, path) if text is not None else []
-    if problems:
+
+    def tell():
         for line in problems:
             sys.stderr.write(f"phoenix-hook: {line}\n")
         n = len(problems)
@@ -181,15 +182,20 @@ def run(args) -> int:
                          f"{'them' if n > 1 else 'it'} before the next guest start (README 'Settings')\n")
         return 2
     if args.check:
+        if problems:
+            return tell()
         print(f"{path}: valid" if text is not None else
               f"{path} does not exist: every setting is the default (valid)")
         return 0
-    s = st.parse(text, path) if text is not None else st.Settings(path=None)
+    try:
+        s = st.parse(text, path) if text is not None else st.Settings(path=None)
+    except st.SettingsError:
+        return tell()                   # nothing is in force: the file as a whole is refused
     cp = _ini(text) if text is not None else None
     rows = in_force(s, cp)
     if args.json:
         print(json.dumps({"file": path, "exists": text is not None, "settings": rows}, indent=2))
-        return 0
+        return tell() if problems else 0
     state = "" if text is not None else " (does not exist: every setting is the default)"
     print(f"settings file: {path} ({why}){state}")
     from phoenix_hook.checks.grid import grid
@@ -198,4 +204,4 @@ def run(args) -> int:
     cells = [(r["key"] if r["section"] == st.SECTION else f"[{r['section']}] {r['key']}",
               r["value"] or "(none)", "default" if r["default"] else "set in the file") for r in rows]
     print("\n".join(grid(("KEY", "VALUE", "FROM"), cells, term.width)))
-    return 0
+    return tell() if problems else 0
