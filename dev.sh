@@ -5,7 +5,8 @@
 #   sudo ./dev.sh bench   run the benchmarks (bench/), results in bench/results/
 #   ./dev.sh setup        only install what the above need
 # Everything runs from a virtualenv in .venv; system packages (iproute2,
-# arping, arp-scan, nmap, dnsmasq, dhclient) come from apt when run as root.
+# arping, arp-scan, nmap, dnsmasq, dhclient, logrotate) come from apt when run as root.
+# The demo installs only what it needs: iproute2, python3-venv and the package.
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${PHOENIX_DEV_VENV:-.venv}
@@ -13,6 +14,14 @@ VENV=${PHOENIX_DEV_VENV:-.venv}
 say() { printf 'dev.sh: %s\n' "$*" >&2; }
 # CI is on for any value of $CI but "", "false" and "0" (tests/conftest.py reads it the same way).
 is_ci() { case "${CI:-}" in ""|false|False|FALSE|0) return 1 ;; *) return 0 ;; esac; }
+
+# What the demo needs: the lab's ip command and a venv for the package.
+need_apt_demo() {
+  local missing=()
+  command -v ip >/dev/null || missing+=(iproute2)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  printf '%s\n' "${missing[@]}"
+}
 
 need_apt() {
   local missing=()
@@ -23,6 +32,7 @@ need_apt() {
   command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
   # the DHCP client of the lease tests (leases, locate): a client only, no service
   command -v dhclient >/dev/null || [ -x /sbin/dhclient ] || missing+=(isc-dhcp-client)
+  command -v logrotate >/dev/null || missing+=(logrotate)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   # The DHCP servers check the reservations output (kea-dhcp4 -t, dhcpd -t) and write the
   # lease files of the leases tests (in namespaces); they are servers, so only CI installs
@@ -34,9 +44,16 @@ need_apt() {
   printf '%s\n' "${missing[@]}"
 }
 
+# setup [demo]: the system packages and the venv; "demo" installs the package
+# alone (no test tools, no peers), everything else the test extras too.
 setup() {
-  local missing
-  missing=$(need_apt)
+  local missing what=${1:-all} extras='[test]' imports='import phoenix_hook, netaddr, proxmoxer, requests, pytest, hypothesis, responses, jsonschema'
+  if [ "$what" = demo ]; then
+    missing=$(need_apt_demo)
+    extras='' imports='import phoenix_hook, netaddr, proxmoxer, requests'
+  else
+    missing=$(need_apt)
+  fi
   if [ -n "$missing" ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
       say "installing with apt: $(echo "$missing" | tr '\n' ' ')"
@@ -51,21 +68,21 @@ setup() {
     say "creating virtualenv $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import phoenix_hook, netaddr, proxmoxer, requests, pytest, hypothesis, responses, jsonschema' 2>/dev/null \
-     || [ setup.cfg -nt "$VENV/.installed" ]; then
-    say "installing phoenix-hook and its test dependencies into $VENV"
-    if ! "$VENV/bin/python" -m pip install -q -e '.[test]' >"$VENV/pip.log" 2>&1; then
+  if ! "$VENV/bin/python" -c "$imports" 2>/dev/null \
+     || { [ "$what" != demo ] && [ setup.cfg -nt "$VENV/.installed" ]; }; then
+    say "installing phoenix-hook${extras:+ and its test dependencies} into $VENV"
+    if ! "$VENV/bin/python" -m pip install -q -e ".$extras" >"$VENV/pip.log" 2>&1; then
       tail -20 "$VENV/pip.log" >&2
       say "pip install failed (full log: $VENV/pip.log)"
       exit 1
     fi
-    touch "$VENV/.installed"
+    if [ "$what" != demo ]; then touch "$VENV/.installed"; fi
   fi
 }
 
 case "${1:-help}" in
   setup) setup ;;
-  demo) setup; shift; exec "$VENV/bin/phoenix-hook" demo "$@" ;;
+  demo) setup demo; shift; exec "$VENV/bin/phoenix-hook" demo "$@" ;;
   test)
     setup; shift
     set +e
