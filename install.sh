@@ -22,6 +22,7 @@ REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 PREFIX=${PHOENIX_PREFIX:-/opt/phoenix-hook}
 BINDIR=${PHOENIX_BINDIR:-/usr/local/bin}
 ETC=${PHOENIX_ETC:-/etc/phoenix-hook}
+LOGROTATE_DIR=${PHOENIX_LOGROTATE_DIR:-/etc/logrotate.d}
 PYTHON=${PHOENIX_PYTHON:-python3}
 PVE_ROOT=${PHOENIX_PVE_ROOT:-/etc/pve}
 VENV_ARGS=() PIP_ARGS=()
@@ -30,17 +31,20 @@ read -r -a PIP_ARGS <<<"${PHOENIX_PIP_ARGS:-}"
 
 usage() {
   cat <<EOF
-Usage: ./install.sh [--storage NAME] [--attach VMID... | --attach all [--vms]] [--chain]
-       ./install.sh --uninstall
+Usage: ./install.sh [--storage NAME] [--attach VMID... | --attach all [--vms]] [--chain] [--dry-run]
+       ./install.sh --uninstall [--dry-run]
        ./install.sh --help
 
-Installs phoenix-hook on this Proxmox VE node (run as root, on every node):
+Installs phoenix-hook on this Proxmox VE node (run as root, on every node of
+a cluster: each node runs the hookscripts of its own guests):
   - a venv at $PREFIX/venv with this checkout pip-installed into it,
     and the command $BINDIR/phoenix-hook (a symlink into the venv);
   - the hookscript STORAGE:snippets/$SNIPPET_NAME (the storage gets
     'snippets' content enabled if it lacks it; its other content is kept);
   - $ETC/phoenix-hook.conf with every setting commented out, only if
-    no such file exists yet (your edits are never overwritten).
+    no such file exists yet (your edits are never overwritten);
+  - $LOGROTATE_DIR/phoenix-hook, the logrotate rule for the decision log
+    (only if none exists).
 Running it again updates the installation and changes nothing else.
 
 Options:
@@ -66,6 +70,10 @@ Options:
                   the snippet, the command, the venv and the state. Keeps $ETC/phoenix-hook.conf and the
                   decision log. If a guest cannot be restored, nothing is
                   removed (its start still needs the venv); fix and rerun.
+  --dry-run       print every action (commands that change the node, files
+                  written or removed, storage changes) and change nothing;
+                  it still reads the node (pct config, pvesm path) to tell
+                  what it would do, and exits as the real run would
   -h, --help      this text
 
 Exit codes:
@@ -83,7 +91,8 @@ Files: $ETC/state/install (where things were installed),
        volid, path, and the guest's MACs and vmgenid; on every node).
 
 Environment (for tests and unusual layouts): PHOENIX_PREFIX, PHOENIX_BINDIR,
-PHOENIX_ETC, PHOENIX_PVE_ROOT (default /etc/pve), PHOENIX_PYTHON (creates
+PHOENIX_ETC, PHOENIX_PVE_ROOT (default /etc/pve), PHOENIX_LOGROTATE_DIR
+(default /etc/logrotate.d), PHOENIX_PYTHON (creates
 the venv, default python3; when its version differs from the venv's, the
 venv is made again, e.g. after a Debian release upgrade),
 PHOENIX_VENV_ARGS (extra 'python3 -m venv' arguments, e.g.
@@ -102,7 +111,7 @@ usage_error() { die "$EXIT_USAGE" "$* (see --help)"; }
 # --- arguments -------------------------------------------------------------
 STORAGE=local
 ATTACH=()
-CHAIN=0 VMS=0 UNINSTALL=0
+CHAIN=0 VMS=0 UNINSTALL=0 DRY_RUN=0
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
@@ -118,6 +127,7 @@ while (($#)); do
     --chain) CHAIN=1 ;;
     --vms) VMS=1 ;;
     --uninstall) UNINSTALL=1 ;;
+    --dry-run) DRY_RUN=1 ;;
     *) usage_error "unknown argument '$1'" ;;
   esac
   shift
@@ -157,11 +167,28 @@ OLD_CHAIN_DIR=$ETC/chain                  # node-local records of phoenix-hook b
 CHAIN_DIR=$PVE_ROOT/phoenix-hook/chain
 CONF=$ETC/phoenix-hook.conf
 TMPD=$(mktemp -d)
-trap 'rm -rf "$TMPD"' EXIT
+trap 'rm -rf "$TMPD"; if ((DRY_RUN)); then say "dry run: nothing was changed"; fi' EXIT
 FAILED=0
 SKIPPED=()
 
 # --- small helpers ---------------------------------------------------------
+# Every step that changes the node goes through change() (a command),
+# write_lines() or write_chain() (a file): with --dry-run they say what they
+# would do instead, and done_say() stays silent about what was not done.
+change() {
+  if ((DRY_RUN)); then say "dry run: would run: $(shell_words "$@")"; return 0; fi
+  "$@"
+}
+done_say() { if ((!DRY_RUN)); then say "$@"; fi; }
+# Arguments as a shell would need them typed: plain words as they are, others quoted.
+shell_words() {
+  local a out=()
+  for a in "$@"; do
+    if [[ $a =~ ^[A-Za-z0-9_./:=,@+%-]+$ ]]; then out+=("$a"); else out+=("$(printf '%q' "$a")"); fi
+  done
+  printf '%s' "${out[*]}"
+}
+
 # The value of KEY in a key=value file (empty if absent).  No eval, no source.
 read_kv() {
   local file=$1 key=$2 line
@@ -174,6 +201,7 @@ read_kv() {
 # Write lines to FILE atomically (a reader never sees half a file).
 write_lines() {
   local file=$1 tmp; shift
+  if ((DRY_RUN)); then say "dry run: would write $file: $(printf '%s; ' "$@" | sed 's/; $//')"; return 0; fi
   mkdir -p "$(dirname "$file")"
   tmp=$(mktemp "$file.XXXXXX")
   printf '%s\n' "$@" >"$tmp"
@@ -196,6 +224,10 @@ write_chain() {
   local vmid=$1 volid=$2 path=$3 file=$CHAIN_DIR/$1.json tmp macs='' m genid=null
   for m in $G_MACS; do macs+="${macs:+, }\"$m\""; done
   [[ -z $G_GENID ]] || genid="\"$G_GENID\""
+  if ((DRY_RUN)); then
+    say "dry run: would write $file: volid $volid, path $path, macs [$macs], vmgenid $genid"
+    return 0
+  fi
   mkdir -p "$CHAIN_DIR"
   tmp=$(mktemp "$CHAIN_DIR/$vmid.json.tmp.XXXXXX")
   if ! {
@@ -255,8 +287,8 @@ convert_old_records() {
     path=$(read_kv "$f" path)
     if read_guest "$vmid" "$(read_kv "$GUEST_STATE/$vmid" type)" && [[ $G_HOOK == "$VOLID" && -n $path ]]; then
       if write_chain "$vmid" "$volid" "$path"; then
-        rm -f "$f"
-        say "guest $vmid: chain record converted to $CHAIN_DIR/$vmid.json (tied to its MACs${G_GENID:+ and vmgenid})"
+        change rm -f "$f"
+        done_say "guest $vmid: chain record converted to $CHAIN_DIR/$vmid.json (tied to its MACs${G_GENID:+ and vmgenid})"
       else
         warn "guest $vmid: could not write $CHAIN_DIR/$vmid.json; its previous hookscript $volid does not run"
         FAILED=1
@@ -265,7 +297,7 @@ convert_old_records() {
       say "guest $vmid: old chain record $f kept (the guest is not here or no longer uses $VOLID)"
     fi
   done
-  rmdir "$OLD_CHAIN_DIR" 2>/dev/null || true
+  if ((!DRY_RUN)); then rmdir "$OLD_CHAIN_DIR" 2>/dev/null || true; fi
 }
 
 # The VMIDs in the output of `pct list` / `qm list` (header line skipped).
@@ -348,17 +380,27 @@ install_venv() {
   # Reuse a working venv; make it again when its interpreter is gone or is
   # another Python now: a Debian release upgrade (PVE 8 to 9: Python 3.11 to
   # 3.13) leaves a venv that no longer finds its own packages.
+  local create=0
   if [[ -d $VENV ]]; then
     have=$(venv_version)
     if ! "$VENV/bin/python3" -c 'import sys' >/dev/null 2>&1; then
       say "the venv at $VENV is broken; creating it again"
-      rm -rf "$VENV"
+      change rm -rf "$VENV"
+      create=1
     elif [[ -n $have && $have != "$want" ]]; then
       say "the venv at $VENV was made with Python $have and $PYTHON is Python $want now; creating it again"
-      rm -rf "$VENV"
+      change rm -rf "$VENV"
+      create=1
     fi
   fi
-  [[ -d $VENV ]] || make_venv
+  [[ -d $VENV ]] || create=1
+  if ((DRY_RUN)); then
+    if ((create)); then change "$PYTHON" -m venv ${VENV_ARGS[@]+"${VENV_ARGS[@]}"} "$VENV"; fi
+    change "$VENV/bin/python3" -m pip install --disable-pip-version-check --quiet \
+      ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "$REPO_DIR"
+    return 0
+  fi
+  if ((create)); then make_venv; fi
   pip_install
   if ! venv_healthy; then
     say "$VENV/bin/python3 cannot import phoenix_hook ($(tail -n1 "$TMPD/health.log")); creating the venv again"
@@ -376,8 +418,8 @@ install_command() {
   if [[ -e $link && ! -L $link ]]; then
     die "$EXIT_FAILED" "$link exists and is not our symlink; move it away and rerun"
   fi
-  mkdir -p "$BINDIR"
-  ln -sfn "$VENV/bin/phoenix-hook" "$link"
+  change mkdir -p "$BINDIR"
+  change ln -sfn "$VENV/bin/phoenix-hook" "$link"
 }
 
 # Make sure STORAGE may hold snippets; keep every content type it has.
@@ -397,7 +439,7 @@ ensure_snippets_content() {
   say "storage '$STORAGE' has no 'snippets' content (it has $content); enabling it"
   # 'none' cannot be combined with other content types.
   if [[ $content == none ]]; then content=snippets; else content=$content,snippets; fi
-  pvesm set "$STORAGE" --content "$content" ||
+  change pvesm set "$STORAGE" --content "$content" ||
     die "$EXIT_FAILED" "could not enable snippets on storage '$STORAGE'; choose another with --storage"
 }
 
@@ -408,6 +450,10 @@ install_snippet() {
   SNIPPET_PATH=$(pvesm path "$VOLID" 2>"$TMPD/err") ||
     die "$EXIT_FAILED" "cannot resolve $VOLID: $(head -n1 "$TMPD/err")"
   [[ $SNIPPET_PATH == /* ]] || die "$EXIT_FAILED" "pvesm path $VOLID gave '$SNIPPET_PATH', not a path"
+  if ((DRY_RUN)); then
+    say "dry run: would write the hookscript $SNIPPET_PATH ($VOLID): $src with its first line #!$VENV/bin/python3 -I, mode 0755"
+    return 0
+  fi
   mkdir -p "$(dirname "$SNIPPET_PATH")"
   tmp=$(mktemp "$(dirname "$SNIPPET_PATH")/.$SNIPPET_NAME.XXXXXX")
   IFS= read -r first <"$src" || true
@@ -424,11 +470,15 @@ install_snippet() {
 }
 
 install_settings() {
-  mkdir -p "$ETC"
   if [[ -e $CONF ]]; then
     say "kept the existing settings file $CONF"
     return 0
   fi
+  if ((DRY_RUN)); then
+    say "dry run: would write the default settings file $CONF (every setting commented out)"
+    return 0
+  fi
+  mkdir -p "$ETC"
   cat >"$TMPD/conf" <<'EOF'
 # phoenix-hook settings. Every setting below is commented out and shows its
 # default: uncomment a line to change it. install.sh writes this file only
@@ -480,6 +530,30 @@ EOF
   say "wrote the default settings file $CONF"
 }
 
+# The logrotate rule for the decision log, like the settings: written only
+# when none exists (an admin who moved log_file edits it), removed by
+# --uninstall only when it is ours.
+LOGROTATE_RULE=''
+install_logrotate() {
+  local src=$REPO_DIR/contrib/logrotate/phoenix-hook dst=$LOGROTATE_DIR/phoenix-hook
+  [[ -f $src ]] || return 0
+  if [[ ! -d $LOGROTATE_DIR ]]; then
+    say "no $LOGROTATE_DIR (logrotate is not installed): the decision log will not be rotated"
+    return 0
+  fi
+  if [[ -e $dst ]]; then
+    if cmp -s "$src" "$dst"; then LOGROTATE_RULE=$dst; fi
+    [[ -n $LOGROTATE_RULE ]] || say "kept the existing logrotate rule $dst"
+    return 0
+  fi
+  LOGROTATE_RULE=$dst
+  if ((DRY_RUN)); then say "dry run: would write the logrotate rule $dst (from $src)"; return 0; fi
+  cp "$src" "$TMPD/logrotate"
+  chmod 0644 "$TMPD/logrotate"
+  mv -f "$TMPD/logrotate" "$dst"
+  say "wrote the logrotate rule $dst"
+}
+
 # Attach our hookscript to one guest, following the rules in --help.
 attach_guest() {
   local vmid=$1 hint=${2:-} label tool prev_path state_file=$GUEST_STATE/$1
@@ -507,7 +581,7 @@ attach_guest() {
       # The admin says this record is this guest's (e.g. after changing its MACs).
       if write_chain "$vmid" "$(chain_value "$CHAIN_DIR/$vmid.json" volid)" \
         "$(chain_value "$CHAIN_DIR/$vmid.json" path)"; then
-        say "$label $vmid: its chain record now names it as it is now (MACs ${G_MACS:-none}${G_GENID:+, vmgenid $G_GENID})"
+        done_say "$label $vmid: its chain record now names it as it is now (MACs ${G_MACS:-none}${G_GENID:+, vmgenid $G_GENID})"
       else
         warn "$label $vmid: could not rewrite $CHAIN_DIR/$vmid.json"
         FAILED=1
@@ -518,8 +592,8 @@ attach_guest() {
   fi
   if [[ -f $CHAIN_DIR/$vmid.json ]] && ! chain_matches "$vmid"; then
     # Left by a destroyed guest with this ID: never this guest's to run.
-    rm -f "$CHAIN_DIR/$vmid.json"
-    say "$label $vmid: removed a chain record another guest with this ID left behind"
+    change rm -f "$CHAIN_DIR/$vmid.json"
+    done_say "$label $vmid: removed a chain record another guest with this ID left behind"
   fi
 
   if [[ -n $G_HOOK ]]; then
@@ -552,7 +626,7 @@ attach_guest() {
     fi
   fi
   write_lines "$state_file" "type=$G_KIND" "attached=$VOLID" "previous=$G_HOOK"
-  if ! "$tool" set "$vmid" --hookscript "$VOLID"; then
+  if ! change "$tool" set "$vmid" --hookscript "$VOLID"; then
     rm -f "$state_file"
     [[ -z $G_HOOK ]] || rm -f "$CHAIN_DIR/$vmid.json"
     warn "$tool set $vmid --hookscript $VOLID failed; $label $vmid unchanged"
@@ -560,9 +634,9 @@ attach_guest() {
     return 0
   fi
   if [[ -n $G_HOOK ]]; then
-    say "$label $vmid: attached $VOLID; it runs the previous hookscript $G_HOOK after itself"
+    done_say "$label $vmid: attached $VOLID; it runs the previous hookscript $G_HOOK after itself"
   else
-    say "$label $vmid: attached $VOLID"
+    done_say "$label $vmid: attached $VOLID"
   fi
 }
 
@@ -591,10 +665,11 @@ do_install() {
   ensure_snippets_content
   install_snippet
   install_settings
+  install_logrotate
   write_lines "$STATE/install" "storage=$STORAGE" "volid=$VOLID" \
-    "snippet=$SNIPPET_PATH" "prefix=$PREFIX" "bindir=$BINDIR"
+    "snippet=$SNIPPET_PATH" "prefix=$PREFIX" "bindir=$BINDIR" "logrotate=$LOGROTATE_RULE"
   convert_old_records
-  say "installed: $BINDIR/phoenix-hook -> $VENV/bin/phoenix-hook"
+  done_say "installed: $BINDIR/phoenix-hook -> $VENV/bin/phoenix-hook"
   if ((${#ATTACH[@]})); then attach_requested; fi
   if ((FAILED)); then exit "$EXIT_FAILED"; fi
   if ((${#SKIPPED[@]})); then
@@ -617,25 +692,25 @@ restore_guest() {
     # Destroyed, or migrated: its chain record (cluster-wide) stays for the node
     # it lives on now, whose --uninstall gives it back.
     say "$label $vmid no longer exists on this node; nothing to restore"
-    rm -f "$file"
+    change rm -f "$file"
     return 0
   elif [[ $G_HOOK != "$VOLID" ]]; then
     say "$label $vmid no longer uses $VOLID (hookscript: ${G_HOOK:-none}); left as it is"
   elif [[ -n $prev ]]; then
-    if ! "$tool" set "$vmid" --hookscript "$prev"; then
+    if ! change "$tool" set "$vmid" --hookscript "$prev"; then
       warn "$label $vmid: could not restore its hookscript $prev; it keeps phoenix-hook"
       return 1
     fi
-    say "$label $vmid: hookscript $prev restored"
+    done_say "$label $vmid: hookscript $prev restored"
   else
-    if ! "$tool" set "$vmid" --delete hookscript; then
+    if ! change "$tool" set "$vmid" --delete hookscript; then
       warn "$label $vmid: could not remove its hookscript; it keeps phoenix-hook"
       return 1
     fi
-    say "$label $vmid: hookscript removed (it had none before)"
+    done_say "$label $vmid: hookscript removed (it had none before)"
   fi
-  rm -f "$file"
-  [[ $G_HOOK != "$VOLID" || -z $prev ]] || rm -f "$CHAIN_DIR/$vmid.json"
+  change rm -f "$file"
+  [[ $G_HOOK != "$VOLID" || -z $prev ]] || change rm -f "$CHAIN_DIR/$vmid.json"
 }
 
 # Guests that carry our volid without a record (attached by hand, cloned from
@@ -656,15 +731,15 @@ detach_unrecorded() {
       if chain_matches "$vmid"; then prev=$(chain_value "$CHAIN_DIR/$vmid.json" volid); fi
       if [[ -n $prev ]]; then
         # Migrated here from the node that chained it: give it back its hookscript.
-        if "$tool" set "$vmid" --hookscript "$prev"; then
-          rm -f "$CHAIN_DIR/$vmid.json"
-          say "$label $vmid: hookscript $prev restored (chained on another node)"
+        if change "$tool" set "$vmid" --hookscript "$prev"; then
+          change rm -f "$CHAIN_DIR/$vmid.json"
+          done_say "$label $vmid: hookscript $prev restored (chained on another node)"
         else
           warn "$label $vmid: could not restore its hookscript $prev; it keeps phoenix-hook"
           FAILED=1
         fi
-      elif "$tool" set "$vmid" --delete hookscript; then
-        say "$label $vmid used $VOLID without a record (a clone?); hookscript removed"
+      elif change "$tool" set "$vmid" --delete hookscript; then
+        done_say "$label $vmid used $VOLID without a record (a clone?); hookscript removed"
       else
         warn "$label $vmid: could not remove its hookscript $VOLID; it keeps phoenix-hook"
         FAILED=1
@@ -674,7 +749,7 @@ detach_unrecorded() {
 }
 
 do_uninstall() {
-  local f vmid snippet link recorded
+  local f vmid snippet link recorded rule
   recorded=$(read_kv "$STATE/install" storage)
   if [[ -n $recorded ]]; then STORAGE=$recorded; VOLID=$STORAGE:snippets/$SNIPPET_NAME; fi
   recorded=$(read_kv "$STATE/install" prefix); [[ -z $recorded ]] || PREFIX=$recorded
@@ -697,21 +772,30 @@ do_uninstall() {
   snippet=$(read_kv "$STATE/install" snippet)
   [[ -n $snippet ]] || snippet=$(pvesm path "$VOLID" 2>/dev/null) || snippet=''
   if [[ -n $snippet && -f $snippet ]]; then
-    rm -f "$snippet"
-    say "removed the hookscript $snippet"
+    change rm -f "$snippet"
+    done_say "removed the hookscript $snippet"
   fi
   link=$BINDIR/phoenix-hook
   if [[ -L $link && $(readlink "$link") == "$VENV/"* ]]; then
-    rm -f "$link"
-    say "removed $link"
+    change rm -f "$link"
+    done_say "removed $link"
   fi
   if [[ -d $VENV ]]; then
-    rm -rf "$VENV"
-    say "removed $VENV"
+    change rm -rf "$VENV"
+    done_say "removed $VENV"
   fi
-  rmdir "$PREFIX" 2>/dev/null || true
-  rm -rf "$STATE" "$OLD_CHAIN_DIR"
-  rmdir "$CHAIN_DIR" "$(dirname "$CHAIN_DIR")" 2>/dev/null || true   # records of other nodes' guests stay
+  rule=$(read_kv "$STATE/install" logrotate)
+  if [[ -n $rule && -f $rule ]]; then
+    change rm -f "$rule"
+    done_say "removed the logrotate rule $rule"
+  fi
+  change rm -rf "$STATE" "$OLD_CHAIN_DIR"
+  if ((DRY_RUN)); then
+    say "dry run: would remove $PREFIX and $CHAIN_DIR if they are empty"
+  else
+    rmdir "$PREFIX" 2>/dev/null || true
+    rmdir "$CHAIN_DIR" "$(dirname "$CHAIN_DIR")" 2>/dev/null || true   # records of other nodes' guests stay
+  fi
   say "kept $CONF (your settings) and the decision log (log_file, default /var/log/phoenix-hook/); remove them by hand if you want"
 }
 

@@ -64,6 +64,12 @@ class Node:
         self.etc_pve = tmp / "etc-pve"                 # pmxcfs: the cluster-wide chain records
         self.chain = self.etc_pve / "phoenix-hook" / "chain"
         self.snippet = self.storage / "snippets" / "phoenix-hook.py"
+        self.logrotate = tmp / "logrotate.d"           # never the machine's /etc/logrotate.d
+        self.logrotate.mkdir()
+        rule = REPO / "contrib" / "logrotate" / "phoenix-hook"
+        if rule.exists():
+            (self.repo / "contrib" / "logrotate").mkdir(parents=True)
+            shutil.copy2(rule, self.repo / "contrib" / "logrotate" / "phoenix-hook")
 
     # --- the fake node's state -------------------------------------------
     def _write_storage(self, data):
@@ -124,6 +130,7 @@ class Node:
             "PHOENIX_PREFIX": str(self.prefix),
             "PHOENIX_BINDIR": str(self.bindir),
             "PHOENIX_ETC": str(self.etc),
+            "PHOENIX_LOGROTATE_DIR": str(self.logrotate),
             "PHOENIX_PYTHON": str(self.python),
             "PHOENIX_PVE_ROOT": str(self.etc_pve),
         }
@@ -608,3 +615,104 @@ def test_a_venv_that_stays_broken_fails_with_one_line(node):
     r = ok(node.run(FAKE_IMPORT_FAILS="1"), code=1)
     assert r.stderr.splitlines()[-1] == (ME + f"{node.prefix / 'venv'}/bin/python3 -I cannot import phoenix_hook "
                                          f"even in a new venv: ModuleNotFoundError: No module named 'phoenix_hook'")
+
+
+# --- the logrotate rule ----------------------------------------------------------
+def test_logrotate_rule_installed_kept_and_removed(node):
+    rule = node.logrotate / "phoenix-hook"
+    r = ok(node.run())
+    assert rule.read_text() == (REPO / "contrib" / "logrotate" / "phoenix-hook").read_text()
+    assert ME + f"wrote the logrotate rule {rule}" in r.stdout.splitlines()
+    ok(node.run("--uninstall"))
+    assert not rule.exists()
+    rule.write_text("/srv/log/decisions.jsonl { daily }\n")      # the admin's own: kept, never removed
+    r = ok(node.run())
+    assert rule.read_text() == "/srv/log/decisions.jsonl { daily }\n"
+    assert ME + f"kept the existing logrotate rule {rule}" in r.stdout.splitlines()
+    ok(node.run("--uninstall"))
+    assert rule.exists()
+
+
+# --- --dry-run -------------------------------------------------------------------
+def _tree(root):
+    """Every file, link and directory under root with what it holds: the node's state."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.name == "calls.log":
+            continue
+        if p.is_symlink():
+            out[p] = ("link", os.readlink(p))
+        elif p.is_file():
+            out[p] = ("file", p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+        else:
+            out[p] = ("dir",)
+    return out
+
+
+def _changing_calls(node):
+    """Calls that would change the node: pct/qm/pvesm set, and creating a venv or pip-installing."""
+    return node.changes() + [c for c in node.calls() if c[0] == "python" and
+                             (c[2:4] == ["-m", "venv"] or c[2:5] == ["-m", "pip", "install"])]
+
+
+def test_dry_run_of_a_fresh_install_prints_every_action_and_changes_nothing(tmp_path):
+    node = Node(tmp_path, content="vztmpl,iso")         # snippets must be enabled: a storage change
+    node.add_snippet("backup.sh")
+    node.add_guest(101)
+    node.add_guest(105, hookscript="local:snippets/backup.sh")
+    node.add_guest(200, kind="qemu")
+    before = _tree(tmp_path)
+    r = ok(node.run("--attach", "all", "--vms", "--chain", "--dry-run"))
+    assert _changing_calls(node) == []
+    assert _tree(tmp_path) == before                   # no file written, moved or removed
+    out = r.stdout.splitlines()
+    venv = node.prefix / "venv"
+    for action in [f"would run: {node.python} -m venv {venv}",
+                   f"would run: {venv}/bin/python3 -m pip install --disable-pip-version-check --quiet {node.repo}",
+                   f"would run: ln -sfn {venv}/bin/phoenix-hook {node.bindir}/phoenix-hook",
+                   "would run: pvesm set local --content vztmpl,iso,snippets",
+                   f"would write the hookscript {node.snippet}",
+                   f"would write the default settings file {node.etc}/phoenix-hook.conf",
+                   f"would write the logrotate rule {node.logrotate}/phoenix-hook",
+                   f"would write {node.etc}/state/install",
+                   f"would write {node.chain}/105.json: volid local:snippets/backup.sh, path ",
+                   f"would write {node.etc}/state/guests/101: type=ct; attached={VOLID}; previous=",
+                   f"would run: pct set 101 --hookscript {VOLID}",
+                   f"would run: pct set 105 --hookscript {VOLID}",
+                   f"would run: qm set 200 --hookscript {VOLID}"]:
+        assert sum(action in line for line in out) == 1, (action, r.stdout)
+    assert out[-1] == ME + "dry run: nothing was changed"
+    assert not any("attached" in line and "would" not in line for line in out), r.stdout
+    # the real run does what the dry run said
+    ok(node.run("--attach", "all", "--vms", "--chain"))
+    assert node.changes() == [["pvesm", "set", "local", "--content", "vztmpl,iso,snippets"],
+                              set_hook(101), set_hook(105), set_hook(200, tool="qm")]
+
+
+def test_dry_run_of_uninstall_changes_nothing(node):
+    node.add_snippet("backup.sh")
+    node.add_guest(101)
+    node.add_guest(105, hookscript="local:snippets/backup.sh")
+    ok(node.run("--attach", "101", "105", "--chain"))
+    node.add_guest(106, hookscript=VOLID)              # a clone without a record
+    node.forget_calls()
+    before = _tree(node.tmp)
+    r = ok(node.run("--uninstall", "--dry-run"))
+    assert _changing_calls(node) == []
+    assert _tree(node.tmp) == before
+    out = r.stdout
+    for action in ["would run: pct set 101 --delete hookscript",
+                   "would run: pct set 105 --hookscript local:snippets/backup.sh",
+                   "would run: pct set 106 --delete hookscript",
+                   f"would run: rm -f {node.snippet}", f"would run: rm -rf {node.prefix / 'venv'}",
+                   f"would run: rm -f {node.logrotate / 'phoenix-hook'}"]:
+        assert action in out, (action, out)
+    assert "hookscript removed" not in out and "removed the hookscript" not in out
+
+
+def test_dry_run_keeps_the_exit_code_of_the_real_run(node):
+    node.add_snippet("backup.sh")
+    node.add_guest(105, hookscript="local:snippets/backup.sh")
+    r = ok(node.run("--attach", "105", "--dry-run"), code=5)
+    assert _changing_calls(node) == [] and not node.prefix.exists() and not node.etc.exists()
+    assert r.stdout.splitlines()[-1] == ME + "dry run: nothing was changed"
