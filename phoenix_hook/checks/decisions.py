@@ -1,8 +1,8 @@
 """The decision log read back: records, filters, one-line summaries. Pure.
 
-hook.py appends one JSON object per decision to log_file (README "The
-decision log" lists the keys). Reading tolerates what a crash or a full disk
-leaves behind: a line that is not a JSON object is counted, not fatal.
+hook.py appends one JSON object per decision to log_file (README "Past
+decisions: phoenix-hook log" lists the keys). Reading tolerates what a crash or
+a full disk leaves behind: a line that is not a JSON object is counted, not fatal.
 """
 from __future__ import annotations
 

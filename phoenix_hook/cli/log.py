@@ -2,7 +2,7 @@
 
 Reads log_file and the copies logrotate left beside it (log_file.1,
 log_file.2.gz, ...; oldest first). The records are hook.py's, the keys are
-listed in README "The decision log"; checks/decisions.py reads them.
+listed in README "Past decisions: phoenix-hook log"; checks/decisions.py reads them.
 Exit 0 (also when nothing was logged yet), 2 bad usage, 3 cannot read the log.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ def add_parser(sub):
     p.add_argument("--since", metavar="WHEN", help=f"only decisions from then on: {SINCE_HELP}")
     p.add_argument("--last", type=int, metavar="N", help="only the last N decisions")
     p.add_argument("--json", action="store_true", help="the records as logged, one JSON object per line "
-                   "(README 'The decision log')")
+                   "(README 'Past decisions: phoenix-hook log')")
     return p
 
 

@@ -28,8 +28,8 @@ def add_parser(sub):
     p = sub.add_parser("neigh", help="this host's neighbour table, with each entry's guest",
                        description="List this host's ARP and IPv6 neighbour entries with the vendor "
                        "of each MAC and the guest configured for each address; flags as in scan. "
-                       "Sends nothing. Exit 0 nothing wrong, 1 DUP or MAC-MISMATCH, 3 could not "
-                       "read the table.")
+                       "Sends nothing. Exit 0 nothing wrong, 1 DUP or MAC-MISMATCH, 2 bad usage or "
+                       "settings, 3 could not read the table.")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--all", action="store_true", help="also entries with no MAC yet (INCOMPLETE, FAILED)")
     sources.add_argument(p)
