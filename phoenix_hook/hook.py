@@ -281,7 +281,8 @@ def _decide(vmid, settings, mode, timeout, t0, record, claimed) -> int:
         say(line)
     if verdict == "error":
         why = "; ".join(dict.fromkeys(([g.error] if g.error else []) +       # a NIC's two addresses
-                                      [f"{n.nic}: {n.note}" for n in g.nics if n.verdict == "error"]))
+                                      [f"{n.nic}{' ' + n.ip if n.ip else ''}: {n.note}"
+                                       for n in g.nics if n.verdict == "error"]))
         return _could_not_check(vmid, settings, record, t0, why or None, label=g.label, shown=True)
     _log(settings, record, verdict, "allowed", 0, t0)
     return 0
