@@ -110,7 +110,7 @@ def test_log_not_written_yet_and_unreadable(node, capsys, monkeypatch):
 
     def denied(path):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(cmd, "read_lines", denied)
+    monkeypatch.setattr(cmd, "open_log", denied)
     code, out, err = run(capsys, "log", "--config", str(conf))
     assert code == 3 and "permission denied; run it as root: sudo phoenix-hook log" in err
 
@@ -254,3 +254,16 @@ def test_settings_check_api_needs_a_complete_set(tmp_path, capsys):
     conf.write_text("[api]\nhost = pve1\nuser = audit@pve\n")
     code, _out, err = run(capsys, "settings", "--check", "--config", str(conf))
     assert code == 2 and "lacks token_name, token_file" in err
+
+
+def test_the_quick_line_filter_never_drops_a_record_of_the_guest():
+    m = decisions.mentions(951)
+    assert m('{"vmid": 951}') and m('{"action":"refused","vmid":951}') and m('{"vmid" :\t951, "x": 1}')
+    assert not m('{"vmid": 9510}') and not m('{"vmid": 95}') and not m('{"node": "951"}')
+
+
+@given(st.integers(min_value=100, max_value=999999999), st.integers(min_value=100, max_value=999999999),
+       st.sampled_from([(", ", ": "), (",", ":")]))
+def test_quick_filter_agrees_with_the_record(vmid, other, seps):
+    line = json.dumps({"action": "allowed", "vmid": other, "verdict": "clear"}, separators=seps)
+    assert decisions.mentions(vmid)(line) == (vmid == other)

@@ -7,6 +7,7 @@ Exit 0 (also when nothing was logged yet), 2 bad usage, 3 cannot read the log.
 """
 from __future__ import annotations
 
+import collections
 import gzip
 import json
 import os
@@ -51,10 +52,10 @@ def log_files(path: str) -> list[str]:
             [os.path.join(d, n) for _k, n in sorted(numbered, reverse=True)] + [path])
 
 
-def read_lines(path: str) -> list[str]:
+def open_log(path: str):
+    """A log file as text lines; a rotated .gz copy decompressed on the way."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        return f.read().splitlines()
+    return opener(path, "rt", encoding="utf-8", errors="replace")
 
 
 def run(args) -> int:
@@ -74,34 +75,39 @@ def run(args) -> int:
         except decisions.SinceError as exc:
             raise UsageError(str(exc)) from None
     settings = load_settings(args)
-    records = []
+    # Filtered file by file: a year of logs need not be held in memory at once.
+    chosen: collections.deque = collections.deque(maxlen=args.last)
     files = log_files(settings.log_file)
+
+    def keep(r):
+        return decisions.wanted(r, vmid, since)
+    quick = decisions.mentions(vmid) if vmid is not None else None
     for path in files:
         try:
-            lines = read_lines(path)
+            with open_log(path) as f:
+                # A line that cannot hold the guest's record is blanked, not dropped:
+                # line numbers in the note below stay the file's own.
+                lines = (line if quick is None or quick(line) else "" for line in f)
+                _got, bad = decisions.parse_records(lines, keep, into=chosen)
         except FileNotFoundError:
             continue
         except PermissionError:
             raise CannotCheck(f"cannot read the decision log {path}: permission denied; run it as root: "
                               f"sudo {command_line(args)}") from None
         except (OSError, EOFError) as exc:        # a truncated .gz: say so, keep the others
-            sys.stderr.write(f"phoenix-hook: note: {path} cannot be read ({getattr(exc, 'strerror', None) or exc}); "
-                             f"left out\n")
+            sys.stderr.write(f"phoenix-hook: note: {path} cannot be read "
+                             f"({getattr(exc, 'strerror', None) or exc}); left out\n")
             continue
-        got, bad = decisions.parse_records(lines)
         if bad:
             sys.stderr.write(f"phoenix-hook: note: {len(bad)} line{'s' if len(bad) > 1 else ''} of {path} "
                              f"{'are' if len(bad) > 1 else 'is'} not a decision record (line "
                              f"{', '.join(map(str, bad[:5]))}{', ...' if len(bad) > 5 else ''}); left out\n")
-        records += got
     if not any(os.path.exists(p) for p in files):
         sys.stderr.write(f"phoenix-hook: no decisions logged yet: {settings.log_file} does not exist (the "
                          f"hook appends a line at each start of a guest it is attached to; log_file in "
                          f"the settings names the file)\n")
         return 0
-    chosen = decisions.select(records, vmid, since)
-    if args.last:
-        chosen = chosen[-args.last:]
+    chosen = list(chosen)
     if args.json:
         for r in chosen:
             print(json.dumps(r, sort_keys=True))
