@@ -298,3 +298,22 @@ def test_a_malformed_address_is_said_once_by_the_hook(tree, capsys):
     assert "CT 951 net1: ip=dhcp" in out                # the other NIC's line stays
     rec = json.loads(tree.log.read_text())
     assert "10.0.0.300" in rec["error"]                 # the log keeps the reason in full
+
+
+def test_a_command_with_its_own_config_or_remainder_still_parses(monkeypatch):
+    """Commands other modules add: one that defines --config itself, one with a REMAINDER
+    positional (which argparse cannot intermix) both parse."""
+    import argparse
+    import types
+
+    def add_parser(sub):
+        p = sub.add_parser("fakecmd")
+        p.add_argument("--config", dest="config")
+        p.add_argument("--flag", action="store_true")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        return p
+    mod = types.SimpleNamespace(add_parser=add_parser, run=lambda args: 0)
+    monkeypatch.setitem(sys.modules, "phoenix_hook.cli.fakecmd", mod)
+    monkeypatch.setattr(cli, "COMMANDS", cli.COMMANDS + ["fakecmd"])
+    a = cli.parse(["--config", "x.conf", "fakecmd", "--flag", "a", "--b"])
+    assert (a.config, a.flag, a.rest) == ("x.conf", True, ["a", "--b"])

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         p = mod.add_parser(sub)
         # --config after the command too; SUPPRESS keeps one given before it.
-        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
+        if "--config" not in p._option_string_actions:
+            p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -71,7 +72,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     name = rest[0]
     if name not in subs.choices:
         parser.error(f"unknown command '{name}'; commands: {', '.join(subs.choices)}")
-    ns = subs.choices[name].parse_intermixed_args(rest[1:])
+    sub = subs.choices[name]
+    try:
+        ns = sub.parse_intermixed_args(rest[1:])
+    except TypeError:                   # a command argparse cannot intermix (REMAINDER, subcommands)
+        ns = sub.parse_args(rest[1:])
     ns.command = name
     if getattr(ns, "config", None) is None:
         ns.config = top.config
