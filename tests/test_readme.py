@@ -135,7 +135,8 @@ def test_check_json_example(node, capsys):
 
 
 def test_preflight_examples(node, capsys, tmp_path):
-    plan_in, plan_out = json_blocks("Before creating containers: phoenix-hook preflight")
+    [plan_out] = json_blocks("Before creating containers: phoenix-hook preflight")
+    [plan_in] = json_blocks("Plans: shapes, several files, what is left out")
     # the input example is a plan the parser takes, every key of it used
     from phoenix_hook.checks.plan import parse_plan
     [entry] = parse_plan(plan_in, "README")
