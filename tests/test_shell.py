@@ -70,7 +70,7 @@ def run(capsys, *argv):
 
 def test_options_between_and_after_positionals():
     a = cli.parse(["preflight", "plan.json", "--no-probe", "951", "--timeout-ms", "300", "952"])
-    assert (a.plan, a.ctids, a.no_probe, a.timeout_ms) == ("plan.json", ["951", "952"], True, 300)
+    assert (a.items, a.no_probe, a.timeout_ms) == (["plan.json", "951", "952"], True, 300)
     a = cli.parse(["check", "--json", "951", "--timeout-ms", "200", "952"])
     assert (a.vmids, a.json, a.timeout_ms) == (["951", "952"], True, 200)
     a = cli.parse(["scan", "--json", "10.0.0.0/24", "--bridge", "vmbr1"])
@@ -145,7 +145,7 @@ def test_preflight_without_arguments_says_plan_is_required(tree, capsys):
     assert code == 2
     assert err.startswith("usage: phoenix-hook preflight")
     last = err.strip().splitlines()[-1]
-    assert "preflight needs PLAN" in last and "CTIDs after it are optional" in last
+    assert "preflight needs PLAN" in last and "guest IDs after it are optional" in last
     assert "required: PLAN, CTID" not in err
 
 
@@ -234,13 +234,16 @@ def test_source_api_without_any_settings_file(monkeypatch):
 
 
 def test_unreadable_plan_names_the_permission(tree, capsys, monkeypatch, tmp_path):
-    from phoenix_hook.checks import plan as planmod
+    import builtins
     plan = tmp_path / "plan.json"
     plan.write_text("[]")
+    real_open = builtins.open
 
-    def denied(path, *a, **kw):
-        raise PermissionError(13, "Permission denied", path)
-    monkeypatch.setattr(planmod, "open", denied, raising=False)
+    def guarded(path, *a, **kw):            # as for a user who may not read the file
+        if str(path) == str(plan):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **kw)
+    monkeypatch.setattr(builtins, "open", guarded)
     code, _out, err = run(capsys, "--config", str(tree.conf), "preflight", str(plan), "--no-probe")
     assert code == 2
     assert "permission denied" in err and "check the path" not in err, err
