@@ -46,7 +46,7 @@ def node(tmp_path, monkeypatch):
     env = {"PHOENIX_HOOK_CONF": str(conf)}
 
     def start(vmid, **extra):
-        return hook.main([str(vmid), "pre-start"], environ=dict(env, **extra))
+        return hook.main([str(vmid), "pre-start"], environ=dict(env, **extra), watchdog=False)
     return conf, log, start
 
 
@@ -206,10 +206,17 @@ def test_settings_shows_each_key_value_and_whether_it_is_the_default(tmp_path, c
     conf.write_text("[phoenix-hook]\nmode = warn\n[api]\nhost = pve1\n")
     code, out, err = run(capsys, "settings", "--config", str(conf))
     assert code == 2 and "mode" in out and "lacks user, token_name, token_file" in err
-    # a file the hook refuses: nothing is in force, only the mistakes are shown
-    conf.write_text("[phoenix-hook]\nmode = loud\n")
+    # a bad value: the hook uses the default, and the table says so
+    conf.write_text("[phoenix-hook]\nmode = loud\ndeadline_s = 20\n")
     code, out, err = run(capsys, "settings", "--config", str(conf))
-    assert code == 2 and out == "" and "mode = 'loud' is not valid" in err
+    assert code == 2 and "mode = 'loud' is not valid" in err
+    rows = {x.split()[0]: x for x in out.splitlines()[2:]}
+    assert rows["mode"].split()[1] == "enforce" and rows["mode"].endswith("default, the file's value is a mistake")
+    assert rows["deadline_s"].split()[1] == "20" and rows["deadline_s"].endswith("set in the file")
+    code, out, _err = run(capsys, "settings", "--json", "--config", str(conf))
+    by = {r["key"]: r for r in json.loads(out)["settings"]}
+    assert by["mode"] == {"section": "phoenix-hook", "key": "mode", "value": "enforce", "default": True,
+                          "mistake": True}
 
 
 def test_settings_check_names_every_mistake(tmp_path, capsys):
@@ -226,12 +233,14 @@ def test_settings_check_names_every_mistake(tmp_path, capsys):
                   "probe_timeout_ms = 9000 can take 9 s, not less than deadline_s = 5",
                   "[api] port = '99999' is not valid"]:
         assert sum(words in x for x in lines) == 1, (words, err)
-    assert lines[-1] == f"phoenix-hook: 6 mistakes in {conf}; fix them before the next guest start (README 'Settings')"
-    # each line is one the hook or a command would have stopped on by itself
+    assert lines[-1] == (f"phoenix-hook: 6 mistakes in {conf}; fix them before the next guest start "
+                         f"(README 'Settings mistakes')")
+    # the first is the one a command stops on; each says what the hook uses instead
     from phoenix_hook.settings import SettingsError, parse
     with pytest.raises(SettingsError) as first:
         parse(conf.read_text(), str(conf))
-    assert f"phoenix-hook: {first.value}" in lines
+    assert lines[0].startswith(f"phoenix-hook: {first.value}; ")
+    assert any("mode = 'enfroce' is not valid" in x and x.endswith("using the default (enforce)") for x in lines)
 
 
 def test_settings_check_valid_missing_and_unreadable(tmp_path, capsys, monkeypatch):

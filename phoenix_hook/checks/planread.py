@@ -1,6 +1,7 @@
 """Reading an orchestrator's plans: what it is about to create. Pure but for load_plan's file read.
 
-Three shapes are read (README "Plans: shapes, several files, what is left out"), also several files in one call:
+Three shapes are read (README "Plans: shapes, several files, what is left out"), also
+several files in one call:
 
 1. The phoenix_hypervisor LXC shape (phoenix_lxc_configs.json):
        {"lxc_configs": {"951": {"name": "embed-api",

@@ -32,7 +32,8 @@ def add_parser(sub):
                        "address belongs to. Exit 0 only the owner (or nobody) answered, 1 a device "
                        "other than the owner answered, 2 bad usage, 3 could not check.")
     p.add_argument("address", metavar="ADDRESS", help="the IPv4 or IPv6 address, e.g. 10.0.0.219")
-    p.add_argument("--json", action="store_true", help="one JSON object (README 'locate')")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object (README 'Find the device: phoenix-hook locate')")
     p.add_argument("--bridge", metavar="BRIDGE", help="probe from this bridge (default: the owner "
                    "guest's bridge, else the bridge whose subnet holds the address)")
     p.add_argument("--vlan", type=int, metavar="N", help="with --bridge: probe in VLAN N (802.1Q tag)")

@@ -2,98 +2,56 @@
 
 Every key of [phoenix-hook] with its value and whether the file sets it or it
 is the default, then [guest:VMID] overrides, [api] and any other section.
---check reads the file as the hook and the commands do and names every
-mistake, one line each (settings.parse itself stops at the first), so a typo
-is caught before the next guest start: each key is tried on its own through
-settings.parse (any key settings.py knows is checked the way it checks it),
-then the whole file without the bad keys (for rules between keys, such as
-probe_timeout_ms against deadline_s), then [api] as the API source reads it.
-Exit 0 valid, 2 mistakes (each named on stderr).
+The settings shown are the ones the hookscript uses: it reads the file as
+settings.parse does with a list for the mistakes (each bad key takes its
+default, README "Settings mistakes"). --check names every mistake, one line
+each with what the hook uses instead, and [api] as the API source reads it,
+so a typo is caught before the next guest start. Exit 0 valid, 2 mistakes.
 """
 from __future__ import annotations
 
 import configparser
 import dataclasses
 import json
+import os
 import sys
 
 from phoenix_hook.cli.main import UsageError
 
-# Beside a key tried alone: the widest deadline and the shortest window, so a
-# key is never blamed for a rule between keys (the whole-file pass checks those).
-_ROOMY = {"deadline_s": "300", "probe_timeout_ms": "50"}
 _SECRET_KEYS = ("token_value", "password", "secret")
 
 
 def add_parser(sub):
     p = sub.add_parser("settings", help="the settings in force; --check names every mistake in the file",
-                       description="Show the settings file in use and every setting in force: its "
-                       "value and whether the file sets it or it is the default. --check: check the "
-                       "file as the hookscript reads it and name each bad key or value. Exit 0 valid, "
-                       "2 mistakes or bad usage.")
+                       description="Show the settings file in use and every setting in force (as the "
+                       "hookscript reads it): its value and whether the file sets it or it is the "
+                       "default. --check: name each bad key or value, and what the hook uses instead. "
+                       "Exit 0 valid, 2 mistakes or bad usage.")
     p.add_argument("--check", action="store_true", help="only check the file; exit 2 naming each mistake")
     p.add_argument("--json", action="store_true", help="one JSON object: file, exists, settings "
                    "[{section, key, value, default}]")
     return p
 
 
-def _ini(text: str) -> configparser.ConfigParser:
+def _ini(text: str):
+    """The file's sections as configparser reads them leniently, or None when it cannot."""
     cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"),
-                                   default_section="\0no-default")
-    cp.read_string(text)
+                                   default_section="\0no-default", strict=False)
+    try:
+        cp.read_string(text)
+    except configparser.Error:
+        return None
     return cp
 
 
-def _line(key: str, value: str) -> str:
-    return f"{key} = " + value.replace("\n", "\n  ") + "\n"
-
-
-def _section_text(cp, skip=frozenset()) -> str:
-    out = []
-    for name in cp.sections():
-        keep = [_line(k, v) for k, v in cp[name].items() if (name, k) not in skip]
-        if (name, None) in skip or (not keep and cp[name]):     # nothing of it left
-            continue
-        out += [f"[{name}]\n"] + keep
-    return "".join(out)
-
-
 def mistakes(text: str, path: str) -> list[str]:
-    """Every mistake in a settings file, one line each (empty: valid)."""
+    """Every mistake in a settings file, one line each (empty: valid): settings.parse's,
+    as the hook meets them, then those of [api], which only the API source reads."""
     from phoenix_hook import settings as st
-    try:
-        cp = _ini(text)
-    except configparser.Error:
-        try:
-            st.parse(text, path)
-        except st.SettingsError as exc:
-            return [str(exc)]
-        return []
     found: list[str] = []
-    bad: set = set()
-    for name in cp.sections():
-        items = list(cp[name].items())
-        if not items:
-            try:
-                st.parse(f"[{name}]\n", path)
-            except st.SettingsError as exc:
-                found.append(str(exc))
-                bad.add((name, None))
-        for key, value in items:
-            roomy = {k: v for k, v in _ROOMY.items() if not (name == st.SECTION and k == key)}
-            trial = f"[{st.SECTION}]\n" + "".join(_line(k, v) for k, v in roomy.items())
-            trial += _line(key, value) if name == st.SECTION else f"[{name}]\n" + _line(key, value)
-            try:
-                st.parse(trial, path)
-            except st.SettingsError as exc:
-                found.append(str(exc))
-                bad.add((name, key))
-    try:
-        st.parse(_section_text(cp, bad) if bad else text, path)
-    except st.SettingsError as exc:
-        found.append(str(exc))
-    if cp.has_section(st.API_SECTION):
-        found += _api_mistakes(dict(cp[st.API_SECTION].items()), path)
+    parsed = st.parse(text, path, found)
+    if parsed.api:
+        found += _api_mistakes(parsed.api, path)
     return list(dict.fromkeys(found))
 
 
@@ -134,8 +92,17 @@ def in_force(s, cp) -> list[dict]:
     for f in dataclasses.fields(s):
         if f.name not in st.KNOWN_KEYS:
             continue
-        rows.append({"section": st.SECTION, "key": f.name, "value": _show(getattr(s, f.name)),
-                     "default": not (f.name in own and own[f.name].strip())})
+        in_file, used = f.name in own and own[f.name].strip(), False
+        if in_file:
+            # In force only when valid and not reset by a rule between keys (the window).
+            try:
+                used = st._value(s.path, st.SECTION, f.name, own[f.name]) == getattr(s, f.name)
+            except st.SettingsError:
+                used = False
+        row = {"section": st.SECTION, "key": f.name, "value": _show(getattr(s, f.name)), "default": not used}
+        if in_file and not used:
+            row["mistake"] = True           # the file sets it, the hook cannot use it
+        rows.append(row)
     for name in (cp.sections() if cp is not None else []):
         if name == st.SECTION:
             continue
@@ -147,8 +114,6 @@ def in_force(s, cp) -> list[dict]:
 
 def _where(args) -> tuple[str, str]:
     """(the settings file in use, why that one)."""
-    import os
-
     from phoenix_hook.paths import SETTINGS_ENV, settings_file
     if getattr(args, "config", None):
         return args.config, "--config"
@@ -161,17 +126,11 @@ def run(args) -> int:
     from phoenix_hook import settings as st
     path, why = _where(args)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        if why != "the default place":
-            raise UsageError(f"{path}: no such file ({why} names it); check the path") from None
-        text = None
-    except PermissionError:
-        raise UsageError(f"{path}: cannot read the settings: permission denied; run it as root "
-                         f"(sudo phoenix-hook settings)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read the settings ({getattr(exc, 'strerror', None) or exc})") from None
+        # As every command reads it: a missing --config file, or one group or others
+        # could write, is refused here too (exit 2).
+        text, path = st._read(getattr(args, "config", None), os.environ)
+    except st.SettingsError as exc:
+        raise UsageError(str(exc)) from None
     problems = mistakes(text, path) if text is not None else []
 
     def tell():
@@ -179,7 +138,7 @@ def run(args) -> int:
             sys.stderr.write(f"phoenix-hook: {line}\n")
         n = len(problems)
         sys.stderr.write(f"phoenix-hook: {n} mistake{'s' if n > 1 else ''} in {path}; fix "
-                         f"{'them' if n > 1 else 'it'} before the next guest start (README 'Settings')\n")
+                         f"{'them' if n > 1 else 'it'} before the next guest start (README 'Settings mistakes')\n")
         return 2
     if args.check:
         if problems:
@@ -187,10 +146,7 @@ def run(args) -> int:
         print(f"{path}: valid" if text is not None else
               f"{path} does not exist: every setting is the default (valid)")
         return 0
-    try:
-        s = st.parse(text, path) if text is not None else st.Settings(path=None)
-    except st.SettingsError:
-        return tell()                   # nothing is in force: the file as a whole is refused
+    s = st.parse(text, path, []) if text is not None else st.Settings(path=None)
     cp = _ini(text) if text is not None else None
     rows = in_force(s, cp)
     if args.json:
@@ -202,6 +158,7 @@ def run(args) -> int:
     from phoenix_hook.cli.tables import terminal
     term = terminal()
     cells = [(r["key"] if r["section"] == st.SECTION else f"[{r['section']}] {r['key']}",
-              r["value"] or "(none)", "default" if r["default"] else "set in the file") for r in rows]
+              r["value"] or "(none)", "default, the file's value is a mistake" if r.get("mistake")
+              else "default" if r["default"] else "set in the file") for r in rows]
     print("\n".join(grid(("KEY", "VALUE", "FROM"), cells, term.width)))
     return tell() if problems else 0
