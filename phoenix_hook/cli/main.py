@@ -16,6 +16,7 @@ from phoenix_hook.errors import CannotCheck, UsageError  # noqa: F401 (commands 
 
 # Order is the order of `phoenix-hook --help`.
 COMMANDS = ["check", "preflight", "audit", "reservations", "scan", "neigh", "locate", "leases", "log", "settings",
+            "watch",
             "demo"]
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_CANNOT = 0, 1, 2, 3

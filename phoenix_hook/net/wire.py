@@ -300,3 +300,144 @@ def _vlan_from(ancdata) -> int | None:
             if status & TP_STATUS_VLAN_VALID:
                 return tci & 0x0FFF
     return None
+
+
+# -- the watch: one long-lived socket per interface ------------------------------
+# `phoenix-hook watch` listens for hours on bridges that may go down, vanish
+# and come back; these additions serve it alone and change nothing above.
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_STATISTICS = 6
+_TPACKET_STATS = struct.Struct("II")       # struct tpacket_stats: tp_packets, tp_drops
+
+
+class WatchWire(Wire):
+    """A Wire whose interfaces come and go, with a filter of the caller's choice.
+
+    - promiscuous (PACKET_MR_PROMISC, dropped by the kernel when the socket
+      closes): a bridge device only passes up frames addressed to the host,
+      so unicast ARP replies and NAs between a squatter and its peer would
+      go unseen (net/bridge/br_input.c br_handle_frame_finish);
+    - filter(prog) replaces the BPF program on every socket at once
+      (SO_ATTACH_FILTER swaps it atomically);
+    - receive_each() reports a failing interface instead of raising, so one
+      bridge going down does not stop the others;
+    - take_drops() reads (and resets) PACKET_STATISTICS per interface.
+    """
+
+    def __init__(self):
+        super().__init__([])
+        self._prog: bytes | None = None
+        self.ifindex: dict[str, int] = {}
+
+    def add(self, name: str) -> None:
+        """Open name (WireError when it cannot be opened); a no-op when it is open."""
+        if name in self._socks:
+            return
+        try:
+            index = socket.if_nametoindex(name)
+        except OSError:
+            raise WireError(errno.ENODEV, f"no interface {name}") from None
+        try:
+            self._open(name)
+        except WireError:
+            self.remove(name)
+            raise
+        sock = self._socks[name]
+        try:
+            if self._prog is not None:
+                self._attach(sock, self._prog)
+            mreq = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        except OSError as exc:
+            self.remove(name)
+            raise WireError(exc.errno, f"cannot listen on {name}: {exc.strerror}") from None
+        self.ifindex[name] = index
+
+    def remove(self, name: str) -> None:
+        sock = self._socks.pop(name, None)
+        self.ifindex.pop(name, None)
+        if sock is not None:
+            self._by_fd.pop(sock.fileno(), None)
+            sock.close()
+
+    def names(self) -> list[str]:
+        return list(self._socks)
+
+    @staticmethod
+    def _attach(sock, prog: bytes) -> None:
+        buf = ctypes.create_string_buffer(prog)
+        fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(buf))
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+    def filter(self, prog: bytes | None) -> None:
+        """Put this BPF program (None: the generic ARP/ND filter) on every socket, now and later."""
+        self._prog = prog
+        for name, sock in list(self._socks.items()):
+            try:
+                self._attach(sock, prog if prog is not None else _FILTER)
+            except OSError as exc:
+                raise WireError(exc.errno, f"cannot set the filter on {name}: {exc.strerror}") from None
+
+    def receive_each(self, timeout: float):
+        """Wait up to timeout s: ([(ifname, frame, aux_vlan)], {ifname: WireError}) of all ready sockets."""
+        out, failed = [], {}
+        socks = list(self._socks.values())
+        if not socks:
+            return out, failed
+        try:
+            ready, _, _ = select.select(socks, [], [], max(0.0, timeout))
+        except InterruptedError:
+            return out, failed
+        for sock in ready:
+            name = self._by_fd.get(sock.fileno())
+            if name is None:
+                continue
+            for _ in range(MAX_BATCH):
+                try:
+                    frame, ancdata, _flags, addr = sock.recvmsg(65535, _CMSG_SPACE)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    # ENETDOWN once when the interface goes down (af_packet.c
+                    # packet_notifier); the socket hears it again once it is up
+                    failed[name] = WireError(exc.errno, f"receiving on {name} failed: {exc.strerror}")
+                    break
+                if addr[2] == PACKET_OUTGOING:
+                    continue
+                out.append((name, frame, _vlan_from(ancdata)))
+        return out, failed
+
+    def take_drops(self) -> dict[str, int]:
+        """Frames the kernel dropped per interface since the last call (receive buffer full)."""
+        out = {}
+        for name, sock in self._socks.items():
+            try:
+                raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _TPACKET_STATS.size)
+            except OSError:
+                continue
+            _packets, drops = _TPACKET_STATS.unpack(raw)
+            if drops:
+                out[name] = drops
+        return out
+
+
+def sd_notify(message: str, environ=os.environ) -> bool:
+    """Send one datagram of the systemd notify protocol (sd_notify(3)) to $NOTIFY_SOCKET.
+
+    "READY=1", "WATCHDOG=1", "STATUS=...". A leading "@" names an abstract
+    socket. False when there is no socket to tell (not under systemd) or
+    the send failed: the service goes on either way.
+    """
+    addr = environ.get("NOTIFY_SOCKET") or ""
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    elif not addr.startswith("/"):
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(addr)
+            s.sendall(message.encode("utf-8", "replace"))
+    except OSError:
+        return False
+    return True
