@@ -17,12 +17,16 @@ set -euo pipefail
 readonly ME="phoenix-hook install"
 readonly EXIT_FAILED=1 EXIT_USAGE=2 EXIT_NOT_ROOT=3 EXIT_NOT_PVE=4 EXIT_SKIPPED=5
 readonly SNIPPET_NAME=phoenix-hook.py
+readonly UNIT=phoenix-hook-watch.service
+readonly TEMPLATE_FILES=(phoenix-hook-conflict-subject.txt.hbs phoenix-hook-conflict-body.txt.hbs)
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 PREFIX=${PHOENIX_PREFIX:-/opt/phoenix-hook}
 BINDIR=${PHOENIX_BINDIR:-/usr/local/bin}
 ETC=${PHOENIX_ETC:-/etc/phoenix-hook}
 LOGROTATE_DIR=${PHOENIX_LOGROTATE_DIR:-/etc/logrotate.d}
+SYSTEMD_DIR=${PHOENIX_SYSTEMD_DIR:-/etc/systemd/system}
+PVE_TEMPLATES=${PHOENIX_PVE_TEMPLATES:-/usr/share/pve-manager/templates/default}
 PYTHON=${PHOENIX_PYTHON:-python3}
 PVE_ROOT=${PHOENIX_PVE_ROOT:-/etc/pve}
 VENV_ARGS=() PIP_ARGS=()
@@ -31,7 +35,7 @@ read -r -a PIP_ARGS <<<"${PHOENIX_PIP_ARGS:-}"
 
 usage() {
   cat <<EOF
-Usage: ./install.sh [--storage NAME] [--attach VMID... | --attach all [--vms]] [--chain] [--dry-run]
+Usage: ./install.sh [--storage NAME] [--attach VMID... | --attach all [--vms]] [--chain] [--watch] [--dry-run]
        ./install.sh --uninstall [--dry-run]
        ./install.sh --help
 
@@ -63,11 +67,18 @@ Options:
                   and the exit code is 5. --chain on a guest that already
                   uses phoenix-hook ties its record to the guest as it is now
                   (after you changed its MACs).
+  --watch         also install and start the service $UNIT
+                  ('phoenix-hook watch': ongoing conflict detection, alerts through the
+                  journal, PVE notifications, a webhook, metrics; settings in [watch]) in
+                  $SYSTEMD_DIR, and its notification templates in
+                  $PVE_TEMPLATES (where PVE 8.2+ looks).
+                  Once installed, later runs keep it and update it.
   --uninstall     give every guest back the hookscript it had before (or none),
                   also guests that migrated here from another node (the chain
                   records are cluster-wide), detach phoenix-hook from guests
                   that carry it without a record (e.g. clones), then remove
-                  the snippet, the command, the venv and the state. Keeps $ETC/phoenix-hook.conf and the
+                  the snippet, the command, the venv, the watch service and
+                  its templates, and the state. Keeps $ETC/phoenix-hook.conf and the
                   decision log. If a guest cannot be restored, nothing is
                   removed (its start still needs the venv); fix and rerun.
   --dry-run       print every action (commands that change the node, files
@@ -92,7 +103,7 @@ Files: $ETC/state/install (where things were installed),
 
 Environment (for tests and unusual layouts): PHOENIX_PREFIX, PHOENIX_BINDIR,
 PHOENIX_ETC, PHOENIX_PVE_ROOT (default /etc/pve), PHOENIX_LOGROTATE_DIR
-(default /etc/logrotate.d), PHOENIX_PYTHON (creates
+(default /etc/logrotate.d), PHOENIX_SYSTEMD_DIR, PHOENIX_PVE_TEMPLATES, PHOENIX_PYTHON (creates
 the venv, default python3; when its version differs from the venv's, the
 venv is made again, e.g. after a Debian release upgrade),
 PHOENIX_VENV_ARGS (extra 'python3 -m venv' arguments, e.g.
@@ -111,7 +122,7 @@ usage_error() { die "$EXIT_USAGE" "$* (see --help)"; }
 # --- arguments -------------------------------------------------------------
 STORAGE=local
 ATTACH=()
-CHAIN=0 VMS=0 UNINSTALL=0 DRY_RUN=0
+CHAIN=0 VMS=0 UNINSTALL=0 DRY_RUN=0 WATCH=0
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
@@ -128,6 +139,7 @@ while (($#)); do
     --vms) VMS=1 ;;
     --uninstall) UNINSTALL=1 ;;
     --dry-run) DRY_RUN=1 ;;
+    --watch) WATCH=1 ;;
     *) usage_error "unknown argument '$1'" ;;
   esac
   shift
@@ -145,8 +157,8 @@ for id in ${ATTACH[@]+"${ATTACH[@]}"}; do
 done
 ((ATTACH_ALL == 0 || ${#ATTACH[@]} == 1)) || usage_error "use either '--attach all' or VMIDs, not both"
 if ((UNINSTALL)); then
-  ((${#ATTACH[@]} == 0 && CHAIN == 0 && VMS == 0)) ||
-    usage_error "--uninstall takes no --attach, --chain or --vms"
+  ((${#ATTACH[@]} == 0 && CHAIN == 0 && VMS == 0 && WATCH == 0)) ||
+    usage_error "--uninstall takes no --attach, --chain, --vms or --watch (it removes the watch too)"
 else
   ((${#ATTACH[@]} > 0 || (CHAIN == 0 && VMS == 0))) ||
     usage_error "--chain and --vms only make sense with --attach"
@@ -508,6 +520,30 @@ install_settings() {
 #dhcp_leases =
 # Where hooks record the addresses of guests starting right now (tmpfs, cleared at boot).
 #run_dir = /run/phoenix-hook
+# After a start, announce the guest's static addresses to the LAN (gratuitous ARP, unsolicited NA).
+#announce = true
+
+# phoenix-hook watch (install.sh --watch): ongoing conflict detection after the start.
+#[watch]
+# One JSON line per event.
+#log_file = /var/log/phoenix-hook/watch.jsonl
+# Re-read changed guest configs this often (seconds); SIGHUP (systemctl reload) re-reads at once.
+#reload_s = 10
+# Re-probe a device seen holding a guest's address this often; when it no longer answers: resolved.
+#verify_s = 60
+# One alert per (address, MAC) in this many seconds.
+#alert_interval_s = 3600
+# At most this many alerts a minute in all; one summary line for the rest.
+#max_alerts_per_minute = 10
+# PVE notifications (PVE 8.1+): auto (where PVE::Notify loads) | pve | off.
+#notify = auto
+# POST each event as JSON to this URL (empty: off); timeout per try in seconds.
+#webhook_url =
+#webhook_timeout_s = 5
+# Prometheus textfile for node_exporter, e.g. /var/lib/prometheus/node-exporter/phoenix-hook.prom (empty: off).
+#metrics_file =
+# MACs never reported (VRRP virtual MACs, proxy ARP), comma-separated.
+#ignore_macs =
 
 # Reading guests through the API instead of /etc/pve (for use off the node):
 #[api]
@@ -552,6 +588,64 @@ install_logrotate() {
   chmod 0644 "$TMPD/logrotate"
   mv -f "$TMPD/logrotate" "$dst"
   say "wrote the logrotate rule $dst"
+}
+
+# The watch service and the PVE notification templates (--watch).
+install_watch() {
+  local src=$REPO_DIR/systemd/$UNIT tdir=$REPO_DIR/phoenix_hook/watch/templates f unit=$SYSTEMD_DIR/$UNIT
+  [[ -f $src ]] || die "$EXIT_FAILED" "$src is missing; run install.sh from a complete checkout"
+  command -v systemctl >/dev/null 2>&1 ||
+    die "$EXIT_FAILED" "--watch needs systemd ('systemctl' not found)"
+  if ((DRY_RUN)); then
+    say "dry run: would write the watch service $unit (from $src, ExecStart=$BINDIR/phoenix-hook watch)"
+  else
+    mkdir -p "$SYSTEMD_DIR"
+    # The command lives where this install put it.
+    sed "s|^ExecStart=.*|ExecStart=$BINDIR/phoenix-hook watch|" "$src" >"$TMPD/unit"
+    chmod 0644 "$TMPD/unit"
+    mv -f "$TMPD/unit" "$unit"
+    say "watch service written to $unit"
+  fi
+  # PVE 8.2+ reads notification templates from this directory; PVE 8.1 has none (the
+  # watch then passes its templates in the call), and creating it would hide that.
+  if [[ -d $PVE_TEMPLATES ]]; then
+    for f in "${TEMPLATE_FILES[@]}"; do
+      [[ -f $tdir/$f ]] || die "$EXIT_FAILED" "$tdir/$f is missing; run install.sh from a complete checkout"
+      if ((DRY_RUN)); then say "dry run: would write $PVE_TEMPLATES/$f (from $tdir)"; continue; fi
+      cp "$tdir/$f" "$TMPD/$f"
+      chmod 0644 "$TMPD/$f"
+      mv -f "$TMPD/$f" "$PVE_TEMPLATES/$f"
+    done
+    done_say "notification templates written to $PVE_TEMPLATES"
+  else
+    say "no $PVE_TEMPLATES (PVE before 8.2): the watch passes its notification templates itself"
+  fi
+  change systemctl daemon-reload || die "$EXIT_FAILED" "systemctl daemon-reload failed"
+  change systemctl enable "$UNIT" || die "$EXIT_FAILED" "systemctl enable $UNIT failed"
+  # restart: a rerun after an update runs the new code
+  change systemctl restart "$UNIT" ||
+    die "$EXIT_FAILED" "systemctl restart $UNIT failed; see: journalctl -u $UNIT"
+  done_say "watch service $UNIT enabled and started (journalctl -u $UNIT)"
+}
+
+remove_watch() {
+  local unit templates f
+  unit=$(read_kv "$STATE/install" unit)
+  templates=$(read_kv "$STATE/install" templates)
+  [[ -n $unit ]] || return 0
+  if [[ -f $unit ]]; then
+    if command -v systemctl >/dev/null 2>&1; then
+      change systemctl disable --now "$UNIT" || warn "systemctl disable --now $UNIT failed; removing it anyway"
+    fi
+    change rm -f "$unit"
+    if command -v systemctl >/dev/null 2>&1; then change systemctl daemon-reload || true; fi
+    done_say "removed the watch service $unit"
+  fi
+  if [[ -n $templates ]]; then
+    for f in "${TEMPLATE_FILES[@]}"; do
+      if [[ -f $templates/$f ]]; then change rm -f "$templates/$f"; done_say "removed $templates/$f"; fi
+    done
+  fi
 }
 
 # Attach our hookscript to one guest, following the rules in --help.
@@ -660,14 +754,23 @@ attach_requested() {
 }
 
 do_install() {
+  local watch_lines=()
+  if ((!WATCH)) && [[ $(read_kv "$STATE/install" watch) == 1 ]]; then
+    WATCH=1   # installed before: kept, and updated with the rest
+  fi
   install_venv
   install_command
   ensure_snippets_content
   install_snippet
   install_settings
   install_logrotate
+  if ((WATCH)); then
+    install_watch
+    watch_lines=("watch=1" "unit=$SYSTEMD_DIR/$UNIT" "templates=$PVE_TEMPLATES")
+  fi
   write_lines "$STATE/install" "storage=$STORAGE" "volid=$VOLID" \
-    "snippet=$SNIPPET_PATH" "prefix=$PREFIX" "bindir=$BINDIR" "logrotate=$LOGROTATE_RULE"
+    "snippet=$SNIPPET_PATH" "prefix=$PREFIX" "bindir=$BINDIR" "logrotate=$LOGROTATE_RULE" \
+    ${watch_lines[@]+"${watch_lines[@]}"}
   convert_old_records
   done_say "installed: $BINDIR/phoenix-hook -> $VENV/bin/phoenix-hook"
   if ((${#ATTACH[@]})); then attach_requested; fi
@@ -769,6 +872,8 @@ do_uninstall() {
     die "$EXIT_FAILED" "some guests still use $VOLID; kept the snippet, the venv and the state (fix the cause, e.g. a lock, and rerun --uninstall)"
   fi
 
+  remove_watch
+  remove_watch
   snippet=$(read_kv "$STATE/install" snippet)
   [[ -n $snippet ]] || snippet=$(pvesm path "$VOLID" 2>/dev/null) || snippet=''
   if [[ -n $snippet && -f $snippet ]]; then

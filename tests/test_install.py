@@ -23,7 +23,11 @@ VOLID = "local:snippets/phoenix-hook.py"
 ME = "phoenix-hook install: "
 STAND_IN_HOOK = "#!/usr/bin/env python3\nimport sys\nfrom phoenix_hook.hook import main\nsys.exit(main())\n"
 SETTING_KEYS = ("mode", "probe_timeout_ms", "deadline_s", "on_error", "pve_root",
-                "node", "log_file", "ignore", "dhcp_ranges", "dhcp_leases", "run_dir")
+                "node", "log_file", "ignore", "dhcp_ranges", "dhcp_leases", "run_dir", "announce")
+WATCH_KEYS = ("log_file", "reload_s", "verify_s", "alert_interval_s", "max_alerts_per_minute", "notify",
+              "webhook_url", "webhook_timeout_s", "metrics_file", "ignore_macs")
+UNIT = "phoenix-hook-watch.service"
+TEMPLATES = ("phoenix-hook-conflict-subject.txt.hbs", "phoenix-hook-conflict-body.txt.hbs")
 
 
 def _wrapper(path, *argv):
@@ -45,7 +49,7 @@ class Node:
         self._write_storage({"local": {"type": "dir", "content": content, "path": str(self.storage)}})
         self.bin = tmp / "bin"
         self.bin.mkdir()
-        for tool in ("pct", "qm", "pvesm", "pvesh"):
+        for tool in ("pct", "qm", "pvesm", "pvesh", "systemctl"):
             _wrapper(self.bin / tool, sys.executable, FAKES / "fake_pve.py", self.pve, tool)
         self.python = tmp / "python-for-venv"
         # "$0" lets the fake know where it lives (the venv's bin after `-m venv`).
@@ -58,6 +62,11 @@ class Node:
         src = REPO / "hookscripts" / "phoenix-hook.py"
         (self.repo / "hookscripts" / "phoenix-hook.py").write_text(
             src.read_text() if src.exists() else STAND_IN_HOOK)
+        shutil.copytree(REPO / "systemd", self.repo / "systemd")
+        shutil.copytree(REPO / "phoenix_hook" / "watch" / "templates",
+                        self.repo / "phoenix_hook" / "watch" / "templates")
+        self.systemd = tmp / "etc" / "systemd" / "system"
+        self.templates = tmp / "usr-share-pve-manager-templates-default"
         self.prefix = tmp / "opt" / "phoenix-hook"
         self.bindir = tmp / "usr-local-bin"
         self.etc = tmp / "etc" / "phoenix-hook"
@@ -133,6 +142,8 @@ class Node:
             "PHOENIX_LOGROTATE_DIR": str(self.logrotate),
             "PHOENIX_PYTHON": str(self.python),
             "PHOENIX_PVE_ROOT": str(self.etc_pve),
+            "PHOENIX_SYSTEMD_DIR": str(self.systemd),
+            "PHOENIX_PVE_TEMPLATES": str(self.templates),
         }
         env.update(extra)
         return env
@@ -212,6 +223,15 @@ def test_default_settings_file_has_every_key_commented_out(node):
         assert any(l.startswith(f"#{key} =") for l in lines), key
     assert "#mode = enforce" in lines and "#probe_timeout_ms = 1000" in lines
     assert "#[guest:951]" in lines
+    watch = lines[lines.index("#[watch]"):]
+    for key in WATCH_KEYS:
+        assert any(l.startswith(f"#{key} =") for l in watch), key
+    # Uncommented, the file is valid settings with the documented defaults.
+    from phoenix_hook.settings import Settings, parse
+    head = lines[:lines.index("#[api]")]           # [phoenix-hook] and [watch]
+    s = parse("\n".join(l[1:] if l.startswith("#") and (" = " in l or l.startswith("#[")) else l
+                         for l in head), "default.conf")
+    assert s.watch == Settings().watch and s.announce is True
     assert node.changes() == []
 
 
@@ -417,6 +437,7 @@ def test_not_root(node):
 @pytest.mark.parametrize("args", [
     ["--attach"], ["--attach", "abc"], ["--attach", "all", "101"], ["--bogus"],
     ["--chain"], ["--uninstall", "--attach", "101"], ["--storage"], ["--storage", "a b"],
+    ["--uninstall", "--watch"],
 ])
 def test_bad_usage(node, args):
     r = node.run(*args)
@@ -427,7 +448,7 @@ def test_bad_usage(node, args):
 
 def test_help_documents_options_and_exit_codes(node):
     r = ok(node.run("--help"))
-    for word in ("--storage", "--attach", "--vms", "--chain", "--uninstall", "Exit codes"):
+    for word in ("--storage", "--attach", "--vms", "--chain", "--watch", "--uninstall", "Exit codes"):
         assert word in r.stdout
     for code in range(6):
         assert any(line.strip().startswith(f"{code}  ") for line in r.stdout.splitlines()), code
@@ -716,3 +737,99 @@ def test_dry_run_keeps_the_exit_code_of_the_real_run(node):
     r = ok(node.run("--attach", "105", "--dry-run"), code=5)
     assert _changing_calls(node) == [] and not node.prefix.exists() and not node.etc.exists()
     assert r.stdout.splitlines()[-1] == ME + "dry run: nothing was changed"
+
+
+# --- the watch service (--watch) ---------------------------------------------------------
+def systemctl_calls(node):
+    return [c[1:] for c in node.calls() if c[0] == "systemctl"]
+
+
+def test_without_watch_systemd_is_never_touched(node):
+    node.add_guest(101)
+    ok(node.run("--attach", "101"))
+    ok(node.run("--uninstall"))
+    assert systemctl_calls(node) == []
+    assert not node.systemd.exists()
+
+
+def test_watch_installs_enables_and_uninstall_removes_it(node):
+    node.templates.mkdir(parents=True)             # PVE 8.2+: the template directory exists
+    r = ok(node.run("--watch"))
+    unit = node.systemd / UNIT
+    source = (REPO / "systemd" / UNIT).read_text().splitlines()
+    written = unit.read_text().splitlines()
+    # The unit as shipped, with ExecStart pointing at the command this install made.
+    assert [l for l in written if not l.startswith("ExecStart=")] == \
+           [l for l in source if not l.startswith("ExecStart=")]
+    assert f"ExecStart={node.bindir}/phoenix-hook watch" in written
+    for name in TEMPLATES:
+        assert (node.templates / name).read_text() == \
+            (REPO / "phoenix_hook" / "watch" / "templates" / name).read_text()
+    assert systemctl_calls(node) == [["daemon-reload"], ["enable", UNIT], ["restart", UNIT]]
+    assert kv(node.etc / "state" / "install")["watch"] == "1"
+    assert ME + f"watch service {UNIT} enabled and started (journalctl -u {UNIT})" in r.stdout.splitlines()
+
+    node.forget_calls()                            # a rerun without --watch keeps and updates it
+    ok(node.run())
+    assert systemctl_calls(node) == [["daemon-reload"], ["enable", UNIT], ["restart", UNIT]]
+
+    node.forget_calls()
+    r = ok(node.run("--uninstall"))
+    assert systemctl_calls(node) == [["disable", "--now", UNIT], ["daemon-reload"]]
+    assert not unit.exists()
+    assert sorted(p.name for p in node.templates.iterdir()) == []
+    assert ME + f"removed the watch service {unit}" in r.stdout.splitlines()
+
+
+def test_watch_on_pve_81_leaves_the_missing_template_directory_alone(node):
+    r = ok(node.run("--watch"))
+    assert not node.templates.exists()
+    assert any("PVE before 8.2" in line for line in r.stdout.splitlines())
+    assert (node.systemd / UNIT).exists()
+
+
+def test_watch_without_systemd_is_a_clear_failure(node):
+    (node.bin / "systemctl").unlink()
+    tools = node.tmp / "usr-bin-without-systemctl"        # this machine's own systemctl hidden too
+    tools.mkdir()
+    for exe in Path("/usr/bin").iterdir():
+        if exe.name != "systemctl":
+            (tools / exe.name).symlink_to(exe)
+    r = node.run("--watch", PATH=f"{node.bin}:{tools}")
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == ME + "--watch needs systemd ('systemctl' not found)"
+
+
+def test_the_shipped_unit_file():
+    """Type=notify with a watchdog, restarted on failure, after the cluster filesystem and
+    before the onboot guests; journal lines under the phoenix-hook identifier."""
+    import configparser
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    cp.optionxform = str
+    cp.read_string((REPO / "systemd" / UNIT).read_text())
+    unit, service = cp["Unit"], cp["Service"]
+    assert set(unit["Wants"].split()) >= {"network-online.target", "pve-cluster.service"}
+    assert set(unit["After"].split()) >= {"network-online.target", "pve-cluster.service"}
+    assert unit["Before"] == "pve-guests.service"
+    assert (service["Type"], service["Restart"], service["SyslogIdentifier"]) == \
+           ("notify", "on-failure", "phoenix-hook")
+    assert int(service["WatchdogSec"]) > 0
+    assert service["ExecStart"].endswith("phoenix-hook watch")
+    assert cp["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_watch_dry_run_says_it_and_changes_nothing(node):
+    node.templates.mkdir(parents=True)
+    r = ok(node.run("--watch", "--dry-run"))
+    assert systemctl_calls(node) == []
+    assert not node.systemd.exists() and list(node.templates.iterdir()) == []
+    for action in [f"would write the watch service {node.systemd / UNIT}",
+                   f"would write {node.templates / TEMPLATES[0]}",
+                   "would run: systemctl daemon-reload", f"would run: systemctl enable {UNIT}",
+                   f"would run: systemctl restart {UNIT}"]:
+        assert sum(action in line for line in r.stdout.splitlines()) == 1, (action, r.stdout)
+    ok(node.run("--watch"))
+    node.forget_calls()
+    r = ok(node.run("--uninstall", "--dry-run"))
+    assert systemctl_calls(node) == [] and (node.systemd / UNIT).exists()
+    assert f"would run: systemctl disable --now {UNIT}" in r.stdout

@@ -1,4 +1,4 @@
-"""Fake Proxmox VE commands (pct, qm, pvesm, pvesh) for tests of install.sh.
+"""Fake Proxmox VE commands (pct, qm, pvesm, pvesh, and systemctl) for tests of install.sh.
 
 Called as `fake_pve.py STATE_DIR TOOL ARGS...` by small wrappers named after
 the tools.  Every call is appended to STATE_DIR/calls.log as a JSON list
@@ -150,7 +150,8 @@ def main():
             for prefix in json.load(f):
                 if [TOOL] + ARGS[: len(prefix) - 1] == prefix:
                     fail(f"CT {ARGS[1] if len(ARGS) > 1 else ''} is locked (backup)")
-    {"pct": lambda: guest("pct"), "qm": lambda: guest("qm"), "pvesm": pvesm, "pvesh": pvesh}[TOOL]()
+    {"pct": lambda: guest("pct"), "qm": lambda: guest("qm"), "pvesm": pvesm, "pvesh": pvesh,
+     "systemctl": lambda: None}[TOOL]()      # systemctl: logged, always succeeds
 
 
 if __name__ == "__main__":
