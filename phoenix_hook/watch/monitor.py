@@ -72,6 +72,8 @@ class Monitor:
         self.metrics_dirty = True
         self.status = ""
         self.notify = self.webhook = None
+        self.started = False
+        self.watchdog_s = None
         self._apply_watch_settings(settings)
 
     # -- saying things ---------------------------------------------------------------
@@ -152,6 +154,7 @@ class Monitor:
         if usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
             self.watchdog_s = int(usec) / 2e6          # sd_watchdog_enabled(3): ping at half the interval
         self.next_ping = self.clock()
+        self.started = True
 
     def _status_line(self) -> str:
         n_open = len(self.conflicts.open)
@@ -378,9 +381,12 @@ class Monitor:
         for note in listen.notes:
             self.say_once(("note", note), note, events.NOTICE)
         for bridge in listen.missing:
+            if bridge in self.wire.names():
+                self.said.add(("missing", bridge))         # it was just deleted: sync_interfaces says so
+                continue
             n = sum(1 for w in self.wset.addresses if w.bridge == bridge)
-            self.say_once(("missing", bridge), f"bridge {bridge} does not exist on this host: {n} "
-                          f"address{'es' if n != 1 else ''} on it are watched once it appears", events.NOTICE)
+            self.say_once(("missing", bridge), f"bridge {bridge} does not exist on this host (yet): "
+                          f"{plural(n, 'address')} on it will be watched once it appears", events.NOTICE)
         for bridge in self.listen.missing:
             if bridge not in listen.missing:
                 self.said.discard(("missing", bridge))
@@ -392,6 +398,9 @@ class Monitor:
             index = hostnet.ifindex(name)
             if name not in want:
                 self.wire.remove(name)
+                if index is None:
+                    self.down.discard(name)
+                    self.say(f"{name} was deleted; listening again once it is back", events.WARNING)
             elif index != self.wire.ifindex.get(name):
                 self.wire.remove(name)
                 self.down.discard(name)
@@ -411,6 +420,8 @@ class Monitor:
                 continue
             if ("listened", name) in self.said:
                 self.say(f"listening on {name} again", events.NOTICE)
+            elif self.started:
+                self.say(f"listening on {name} now (it appeared)", events.NOTICE)
             self.said.add(("listened", name))
 
     def _filter(self) -> None:
