@@ -8,9 +8,10 @@ whatever it is told, spoofed MACs included.
     sender.py --iface eth0 --spoof IP --count N [--vlan V] [--ip6]
         N gratuitous ARPs (IPv6: unsolicited NAs) for IP, each from a new random
         locally administered MAC, as fast as the socket takes them
-    sender.py --iface eth0 --unrelated RATE --seconds S [--count-file F]
+    sender.py --iface eth0 --unrelated RATE --seconds S [--hosts N --base IP]
         ARP requests between random 172.16.0.0/12 addresses (no guest has one) at
-        RATE frames per second for S seconds, paced in 10 ms bursts
+        RATE frames per second for S seconds, paced in 10 ms bursts; with --hosts,
+        between N stations base, base+1, ... (MAC 02:aa:bb:00:HH:LL each), as on a busy LAN
     sender.py --iface eth0 --stdin
         one hex frame per input line; prints "sent <CLOCK_MONOTONIC seconds>" after each send
 
@@ -61,6 +62,8 @@ def main(argv=None) -> int:
     p.add_argument("--unrelated", type=int)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--stdin", action="store_true")
+    p.add_argument("--hosts", type=int, default=0)
+    p.add_argument("--base", default="10.0.0.10")
     a = p.parse_args(argv)
     rng = random.Random(a.seed)
     with Wire([a.iface]) as wire:
@@ -76,14 +79,22 @@ def main(argv=None) -> int:
         if a.unrelated:
             print("ready", flush=True)
             src = "02:aa:bb:00:00:01"
+            base = int.from_bytes(arp.ip_to_bytes(a.base), "big")
+            stations = [(arp.ip_to_str((base + i).to_bytes(4, "big")), f"02:aa:bb:00:{i >> 8:02x}:{i & 255:02x}")
+                        for i in range(a.hosts)]
             burst = max(1, a.unrelated // 100)
             start = time.monotonic()
             sent = 0
             while time.monotonic() - start < a.seconds:
                 for _ in range(burst):
-                    sip = f"172.{16 + rng.randrange(16)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-                    tip = f"172.{16 + rng.randrange(16)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-                    send(wire, a.iface, arp.build_request(src, sip, tip))
+                    if stations:
+                        (sip, smac), (tip, _tmac) = rng.choice(stations), rng.choice(stations)
+                        frame = arp.build_request(smac, sip, tip)
+                    else:
+                        sip = f"172.{16 + rng.randrange(16)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+                        tip = f"172.{16 + rng.randrange(16)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+                        frame = arp.build_request(src, sip, tip)
+                    send(wire, a.iface, frame)
                     sent += 1
                 ahead = start + sent / a.unrelated - time.monotonic()
                 if ahead > 0:

@@ -379,17 +379,22 @@ class WatchWire(Wire):
             except OSError as exc:
                 raise WireError(exc.errno, f"cannot set the filter on {name}: {exc.strerror}") from None
 
-    def receive_each(self, timeout: float):
-        """Wait up to timeout s: ([(ifname, frame, aux_vlan)], {ifname: WireError}) of all ready sockets."""
+    def receive_each(self, timeout: float, wake_fd: int | None = None):
+        """Wait up to timeout s: ([(ifname, frame, aux_vlan)], {ifname: WireError}) of all ready sockets.
+
+        wake_fd (e.g. the signal wakeup pipe) ends the wait early when readable; the caller drains it.
+        """
         out, failed = [], {}
-        socks = list(self._socks.values())
-        if not socks:
+        waits = list(self._socks.values()) + ([wake_fd] if wake_fd is not None else [])
+        if not waits:
             return out, failed
         try:
-            ready, _, _ = select.select(socks, [], [], max(0.0, timeout))
+            ready, _, _ = select.select(waits, [], [], max(0.0, timeout))
         except InterruptedError:
             return out, failed
         for sock in ready:
+            if sock is wake_fd:
+                continue
             name = self._by_fd.get(sock.fileno())
             if name is None:
                 continue

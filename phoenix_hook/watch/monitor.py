@@ -25,7 +25,6 @@ from phoenix_hook.watch.configs import ConfigTree
 from phoenix_hook.watch.limits import CAPPED, REPEAT, SEND, AlertLimiter, Conflicts
 
 TICK_S = 1.0                 # interfaces, drops, watchdog, metrics
-WAIT_S = 0.25                # longest wait for frames: SIGTERM is answered within this
 RUNNING_SEEN_S = 600.0       # another node's guest heard from its own MAC this recently: up
 
 
@@ -74,6 +73,7 @@ class Monitor:
         self.notify = self.webhook = None
         self.started = False
         self.watchdog_s = None
+        self._index: dict = {}                      # interface -> ifindex at the last full look
         self._apply_watch_settings(settings)
 
     # -- saying things ---------------------------------------------------------------
@@ -121,6 +121,10 @@ class Monitor:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._hup)
+        # A signal writes a byte here, so a long wait for frames ends at once (the loop
+        # sleeps until its next job instead of polling for signals).
+        self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         try:
             self.start_channels()
             self.reload()
@@ -130,6 +134,9 @@ class Monitor:
             return 0
         finally:
             self._shutdown()
+            signal.set_wakeup_fd(old_wakeup)
+            os.close(self._wake_r)
+            os.close(wake_w)
             for sig, handler in old.items():
                 signal.signal(sig, handler)
 
@@ -170,12 +177,11 @@ class Monitor:
         while not self.stopping:
             now = self.clock()
             wake = min(next_tick, next_reload, self.conflicts.wakeup() or next_tick)
-            timeout = max(0.0, min(WAIT_S, wake - now))
-            if self.wire.names():
-                got, failed = self.wire.receive_each(timeout)
-            else:
-                time.sleep(timeout)
-                got, failed = [], {}
+            got, failed = self.wire.receive_each(max(0.0, wake - now), wake_fd=self._wake_r)
+            try:
+                os.read(self._wake_r, 512)          # a signal woke us: its handler has run
+            except BlockingIOError:
+                pass
             for iface, frame, vlan in got:
                 self.on_frame(iface, frame, vlan)
             for iface, err in failed.items():
@@ -190,7 +196,12 @@ class Monitor:
                 next_tick = now + TICK_S
 
     def tick(self, now: float) -> None:
-        self.refresh_links()
+        # Cheap every second: one /sys read per interface. The full picture (links, VLANs,
+        # the listen plan) only when an interface came, went or was down.
+        index = {n: hostnet.ifindex(n) for n in targets.interfaces_to_read(self.wset.segments)}
+        if index != self._index or self.down:
+            self.refresh_links()
+            self._index = index
         self.sync_interfaces()
         drops = self.wire.take_drops()
         if drops:
