@@ -5,8 +5,8 @@
 #   sudo ./dev.sh bench   run the benchmarks (bench/), results in bench/results/
 #   ./dev.sh setup        only install what the above need
 # Everything runs from a virtualenv in .venv; system packages (iproute2,
-# arping, arp-scan, nmap, dnsmasq, dhclient, logrotate) come from apt when run as root.
-# The demo installs only what it needs: iproute2, python3-venv and the package.
+# arping, arp-scan, nmap, dnsmasq, dhclient, logrotate, perl; arpwatch for bench) come from
+# apt when run as root. The demo installs only what it needs: iproute2, python3-venv and the package.
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${PHOENIX_DEV_VENV:-.venv}
@@ -33,6 +33,13 @@ need_apt() {
   # the DHCP client of the lease tests (leases, locate): a client only, no service
   command -v dhclient >/dev/null || [ -x /sbin/dhclient ] || missing+=(isc-dhcp-client)
   command -v logrotate >/dev/null || missing+=(logrotate)
+  # The watch's PVE notifications run the system perl; its tests use a stand-in PVE::Notify
+  # that needs JSON::PP (in Debian's perl, not perl-base).
+  perl -MJSON::PP -e 1 2>/dev/null || missing+=(perl)
+  # bench/bench_watch.py compares the watch with arpwatch (no test needs it).
+  if [ "${PHOENIX_BENCH:-}" = "1" ]; then
+    command -v arpwatch >/dev/null || [ -x /usr/sbin/arpwatch ] || missing+=(arpwatch)
+  fi
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   # The DHCP servers check the reservations output (kea-dhcp4 -t, dhcpd -t) and write the
   # lease files of the leases tests (in namespaces); they are servers, so only CI installs
@@ -92,7 +99,7 @@ case "${1:-help}" in
     if [ "$rc" -eq 5 ]; then say "pytest collected no tests: that is a failure"; exit 1; fi
     exit "$rc" ;;
   bench)
-    setup; shift
+    PHOENIX_BENCH=1 setup; shift
     for b in bench/bench_*.py; do say "running $b"; "$VENV/bin/python" "$b" "$@"; done ;;
   *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

@@ -13,7 +13,8 @@ whatever it is told, spoofed MACs included.
         RATE frames per second for S seconds, paced in 10 ms bursts; with --hosts,
         between N stations base, base+1, ... (MAC 02:aa:bb:00:HH:LL each), as on a busy LAN
     sender.py --iface eth0 --stdin
-        one hex frame per input line; prints "sent <CLOCK_MONOTONIC seconds>" after each send
+        one hex frame per input line; after each send prints "sent <CLOCK_MONOTONIC seconds
+        just before the send>"
 
 Prints "ready" once the socket is open (stdin and pacing modes).
 """
@@ -106,8 +107,9 @@ def main(argv=None) -> int:
                 line = line.strip()
                 if not line:
                     continue
+                t = time.monotonic()
                 send(wire, a.iface, bytes.fromhex(line))
-                print(f"sent {time.monotonic():.6f}", flush=True)
+                print(f"sent {t:.6f}", flush=True)
     return 0
 
 

@@ -406,3 +406,78 @@ def test_bad_announce_value():
     with pytest.raises(SettingsError) as e:
         parse("[phoenix-hook]\nannounce = maybe\n", "c")
     assert "announce = 'maybe' is not valid; use true or false" in str(e.value)
+
+
+# -- the webhook channel, against a receiver on loopback --------------------------------
+class _Receiver:
+    """An HTTP server on 127.0.0.1 answering with the given status codes in turn."""
+
+    def __init__(self, codes):
+        import http.server
+        import threading
+        self.codes, self.bodies = list(codes), []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                outer.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(outer.codes.pop(0) if outer.codes else 204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+        self.srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}/hook"
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_webhook_retries_with_backoff_then_delivers():
+    r = _Receiver([500, 503, 204])
+    said = []
+    hook = channels.Webhook(channels.Once(lambda t, p: said.append(t)), r.url, timeout=2, retries=3, backoff=0.01)
+    try:
+        hook.handle({"event": "conflict", "ip": "10.0.0.151"})
+        assert [json.loads(b) for b in r.bodies] == [{"event": "conflict", "ip": "10.0.0.151"}] * 3
+    finally:
+        hook.stop()
+        r.close()
+
+
+def test_webhook_gives_up_on_a_client_error_and_after_its_retries():
+    r = _Receiver([404])
+    hook = channels.Webhook(channels.Once(lambda t, p: None), r.url, timeout=2, retries=3, backoff=0.01)
+    try:
+        with pytest.raises(RuntimeError, match=r"HTTP 404\) after 4 tries"):
+            hook.handle({"event": "claim"})
+        assert len(r.bodies) == 1                       # a 404 is not retried
+        r.codes = [500] * 10
+        with pytest.raises(RuntimeError, match="HTTP 500"):
+            hook.handle({"event": "claim"})
+        assert len(r.bodies) == 1 + 4                   # first try + 3 retries
+    finally:
+        hook.stop()
+        r.close()
+
+
+def test_a_full_queue_drops_and_says_so_once_never_blocks():
+    import threading
+    said = []
+    gate = threading.Event()
+
+    class Slow(channels.Worker):
+        name = "slow"
+
+        def handle(self, item):
+            gate.wait(5)
+    w = Slow(channels.Once(lambda t, p: said.append(t)), size=3)
+    try:
+        results = [w.submit(i) for i in range(20)]       # returns at once every time
+        assert results.count(False) >= 16 and w.dropped == results.count(False)
+        assert len(said) == 1 and "dropping new ones" in said[0]
+    finally:
+        gate.set()
+        w.stop()

@@ -140,5 +140,5 @@ def notification(r: dict) -> tuple[str, dict, dict]:
 def suppressed(count: int, per_minute: int, watch_node: str, wall: float) -> dict:
     return {"event": "suppressed", "time": iso(wall), "count": count, "watch_node": watch_node,
             "message": f"{count} more alert{'s' if count != 1 else ''} held back "
-                       f"(max_alerts_per_minute = {per_minute}); the metrics file and "
-                       f"phoenix-hook check show the state"}
+                       f"(max_alerts_per_minute = {per_minute}); all are counted in the metrics "
+                       f"(phoenix_hook_conflicts_total)"}

@@ -88,8 +88,12 @@ class Monitor:
     # -- settings and channels -------------------------------------------------------------
     def _apply_watch_settings(self, settings) -> None:
         ws = settings.watch
+        old_ws = getattr(self, "ws", None)
         self.ws = ws
-        self.limiter = AlertLimiter(ws.alert_interval_s, ws.max_alerts_per_minute)
+        if old_ws is None or (old_ws.alert_interval_s, old_ws.max_alerts_per_minute) != \
+                (ws.alert_interval_s, ws.max_alerts_per_minute):
+            self.limiter = AlertLimiter(ws.alert_interval_s, ws.max_alerts_per_minute)
+        # else: keep what was said already, so a reload does not repeat every open conflict
         old = getattr(self, "conflicts", None)
         self.conflicts = Conflicts(verify_s=ws.verify_s)
         if old is not None:
