@@ -307,8 +307,6 @@ def _vlan_from(ancdata) -> int | None:
 # and come back; these additions serve it alone and change nothing above.
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
-PACKET_STATISTICS = 6
-_TPACKET_STATS = struct.Struct("II")       # struct tpacket_stats: tp_packets, tp_drops
 
 
 class WatchWire(Wire):
@@ -322,7 +320,7 @@ class WatchWire(Wire):
       (SO_ATTACH_FILTER swaps it atomically);
     - receive_each() reports a failing interface instead of raising, so one
       bridge going down does not stop the others;
-    - take_drops() reads (and resets) PACKET_STATISTICS per interface.
+    - take_drops() gives the frames the kernel dropped since the last call.
     """
 
     def __init__(self):
@@ -414,17 +412,11 @@ class WatchWire(Wire):
         return out, failed
 
     def take_drops(self) -> dict[str, int]:
-        """Frames the kernel dropped per interface since the last call (receive buffer full)."""
-        out = {}
-        for name, sock in self._socks.items():
-            try:
-                raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _TPACKET_STATS.size)
-            except OSError:
-                continue
-            _packets, drops = _TPACKET_STATS.unpack(raw)
-            if drops:
-                out[name] = drops
-        return out
+        """Frames the kernel dropped per interface since the last call (Wire.dropped counts)."""
+        now = self.dropped()
+        seen = getattr(self, "_drops_seen", {})
+        self._drops_seen = now
+        return {n: v - seen.get(n, 0) for n, v in now.items() if v > seen.get(n, 0)}
 
 
 def sd_notify(message: str, environ=os.environ) -> bool:
