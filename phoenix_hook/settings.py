@@ -327,7 +327,7 @@ def _ranges(path, section, key, v):
     return tuple(out)
 
 
-# -- [watch]: `phoenix-hook watch` (README "phoenix-hook watch") ------------------------------
+# -- [watch]: `phoenix-hook watch` (README "After the start: phoenix-hook watch") ------------------------------
 NOTIFY = ("auto", "pve", "off")
 
 

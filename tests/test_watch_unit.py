@@ -481,3 +481,16 @@ def test_a_full_queue_drops_and_says_so_once_never_blocks():
     finally:
         gate.set()
         w.stop()
+
+
+def test_phoenix_hook_settings_shows_the_watch_section_in_force(tmp_path, capsys):
+    from phoenix_hook.cli import main as cli
+    conf = tmp_path / "p.conf"
+    conf.write_text("[phoenix-hook]\nannounce = false\n[watch]\nverify_s = 5\nnotify = bogus\n")
+    conf.chmod(0o644)
+    cli.main(["settings", "--json", "--config", str(conf)])
+    rows = {(r["section"], r["key"]): r for r in json.loads(capsys.readouterr().out)["settings"]}
+    assert rows[("phoenix-hook", "announce")]["value"] == "false"
+    assert rows[("watch", "verify_s")] == {"section": "watch", "key": "verify_s", "value": "5", "default": False}
+    assert rows[("watch", "notify")]["value"] == "auto" and rows[("watch", "notify")]["mistake"] is True
+    assert rows[("watch", "reload_s")]["default"] is True

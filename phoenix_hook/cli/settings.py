@@ -76,6 +76,8 @@ def _api_mistakes(api: dict, path: str) -> list[str]:
 def _show(value) -> str:
     if value is None or value == () or value == "":
         return ""
+    if isinstance(value, bool):                   # announce: as the file spells it
+        return "true" if value else "false"
     if isinstance(value, tuple):
         return ", ".join("-".join(x) if isinstance(x, tuple) else str(x) for x in value)
     if isinstance(value, float) and value.is_integer():
@@ -103,12 +105,37 @@ def in_force(s, cp) -> list[dict]:
         if in_file and not used:
             row["mistake"] = True           # the file sets it, the hook cannot use it
         rows.append(row)
+    rows += _watch_in_force(s, cp)
     for name in (cp.sections() if cp is not None else []):
-        if name == st.SECTION:
+        if name in (st.SECTION, st.WATCH_SECTION):
             continue
         for key, value in cp[name].items():
             shown = "(not shown)" if any(w in key for w in _SECRET_KEYS) else value.strip()
             rows.append({"section": name, "key": key, "value": shown, "default": False})
+    return rows
+
+
+def _watch_in_force(s, cp) -> list[dict]:
+    """[watch] as `phoenix-hook watch` uses it: every key, set or default, a bad value marked
+    (the watch takes its default, as the hook does for [phoenix-hook]); nothing when the file
+    has no [watch] section."""
+    from phoenix_hook import settings as st
+    if cp is None or not cp.has_section(st.WATCH_SECTION):
+        return []
+    own = cp[st.WATCH_SECTION]
+    rows = []
+    for f in dataclasses.fields(s.watch):
+        in_file, used = f.name in own, False
+        if in_file:
+            try:
+                used = st._watch_value(s.path, f.name, own[f.name].strip()) == getattr(s.watch, f.name)
+            except st.SettingsError:
+                used = False
+        row = {"section": st.WATCH_SECTION, "key": f.name, "value": _show(getattr(s.watch, f.name)),
+               "default": not used}
+        if in_file and not used:
+            row["mistake"] = True
+        rows.append(row)
     return rows
 
 

@@ -15,7 +15,9 @@ def add_parser(sub):
                        description="Listen on this node's bridges for devices that take a guest's static "
                        "IPv4 or IPv6 address (RFC 5227 2.4 ongoing detection) and alert through the journal, "
                        "a JSON log, PVE notifications, a webhook and a Prometheus metrics file ([watch] "
-                       "settings). Runs until SIGTERM (exit 0); SIGHUP re-reads settings and configs.")
+                       "settings). Runs until SIGTERM; SIGHUP re-reads settings and configs. Exit 0 after "
+                       "SIGTERM or SIGINT (or --list done), 2 bad usage or settings (also notify = pve where "
+                       "PVE::Notify does not load), 3 cannot listen (no raw sockets: run as root).")
     p.add_argument("--list", action="store_true",
                    help="print the watched addresses and where each is heard, then exit")
     return p

@@ -32,7 +32,7 @@ def iso(wall: float) -> str:
 
 def record(event: str, w: Watched, mac: str, *, how: str | None, vendor: str | None, mac_owner: str | None,
            running: bool, watch_node: str, wall: float, since: float | None = None) -> dict:
-    """The JSON line for log_file and the webhook (README "watch events")."""
+    """The JSON line for log_file and the webhook (README "After the start: phoenix-hook watch")."""
     r = {
         "event": event,
         "time": iso(wall),
