@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings
+from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings, need_raw_sockets
 
 
 def add_parser(sub):
@@ -27,6 +27,7 @@ def run(args) -> int:
     settings = load_settings(args)
     if args.list:
         return list_watched(settings)
+    need_raw_sockets(args, "the watch listens on raw sockets and re-probes conflicts")
     from phoenix_hook.net.wire import WireError
     from phoenix_hook.watch.monitor import Monitor, StartError
     try:
