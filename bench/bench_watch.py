@@ -261,9 +261,8 @@ print(json.dumps(out))
         p = lab.run(lab.pve, [sys.executable, "-c", code], env=env, timeout=600)
         assert p.returncode == 0, p.stderr
         res["hook_ms"] = json.loads(p.stdout)
+    shutil.rmtree(tmp, ignore_errors=True)
     report(res, args)
-    if os.environ.get("BENCH_DEBUG"):
-        print("\n".join([x for _, x in aw.lines if x.startswith("Subject")][:200]))
     return 0
 
 
