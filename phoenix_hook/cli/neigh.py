@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import sys
 
 from phoenix_hook.cli.main import CannotCheck, load_settings
 from phoenix_hook.checks import answers
