@@ -4,9 +4,11 @@
 #   sudo ./dev.sh test    run the whole test suite (lab tests need root)
 #   sudo ./dev.sh bench   run the benchmarks (bench/), results in bench/results/
 #   ./dev.sh setup        only install what the above need
+#   sudo ./dev.sh vmlab   get the VM lab's pieces (qemu, Debian's kernel, busybox-static)
 # Everything runs from a virtualenv in .venv; system packages (iproute2,
 # arping, arp-scan, nmap, dnsmasq, dhclient, logrotate, perl; arpwatch for bench) come from
 # apt when run as root. The demo installs only what it needs: iproute2, python3-venv and the package.
+# CI also gets the VM lab (tests/vmlab: VLAN tests on Debian's own kernel under qemu).
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${PHOENIX_DEV_VENV:-.venv}
@@ -66,7 +68,7 @@ setup() {
       say "installing with apt: $(echo "$missing" | tr '\n' ' ')"
       DEBIAN_FRONTEND=noninteractive apt-get update -qq
       # shellcheck disable=SC2086
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 $missing >/dev/null
     else
       say "missing system packages: $(echo "$missing" | tr '\n' ' ') (run as root to install them with apt)"
     fi
@@ -85,10 +87,55 @@ setup() {
     fi
     if [ "$what" != demo ]; then touch "$VENV/.installed"; fi
   fi
+  if [ "$what" != demo ] && is_ci; then vmlab; fi
+}
+
+# The VM lab (tests/vmlab/harness.py): qemu from apt; Debian's kernel and
+# busybox-static downloaded and unpacked into a cache, never installed (no
+# initramfs-tools hook runs, nothing lands in /boot, no busybox conflict).
+VMLAB_CACHE=${PHOENIX_VMLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phoenix-hook/vmlab}
+
+vmlab_unpack() {   # vmlab_unpack <package> <dir under the cache> <file that proves it is there>
+  local pkg=$1 dest="$VMLAB_CACHE/$2" tmp
+  if compgen -G "$dest/$3" >/dev/null; then return; fi
+  say "unpacking $pkg into $dest"
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"   # apt-get download works as _apt where it can
+  if ! (cd "$tmp" && apt-get download -qq "$pkg" 2>"$tmp/err" >/dev/null) \
+     && ! (apt-get update -qq && cd "$tmp" && apt-get download -qq "$pkg" 2>"$tmp/err" >/dev/null); then
+    cat "$tmp/err" >&2; rm -rf "$tmp"; say "could not download $pkg"; exit 1
+  fi
+  rm -rf "$dest.tmp"
+  mkdir -p "$VMLAB_CACHE"
+  dpkg -x "$tmp"/*.deb "$dest.tmp"
+  rm -rf "$dest" "$tmp"
+  mv "$dest.tmp" "$dest"
+}
+
+vmlab() {
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    say "the VM lab needs root and apt (qemu-system-x86, linux-image-amd64, busybox-static)"; exit 2
+  fi
+  if ! command -v qemu-system-x86_64 >/dev/null; then
+    say "installing with apt: qemu-system-x86"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
+      --no-install-recommends qemu-system-x86 >/dev/null
+  fi
+  local kpkg
+  kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ {print $2; exit}')
+  if [ -z "$kpkg" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    kpkg=$(apt-cache depends linux-image-amd64 | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ {print $2; exit}')
+  fi
+  [ -n "$kpkg" ] || { say "apt knows no linux-image-amd64 here"; exit 1; }
+  vmlab_unpack "$kpkg" kernel "boot/vmlinuz-*"
+  vmlab_unpack busybox-static busybox bin/busybox
 }
 
 case "${1:-help}" in
   setup) setup ;;
+  vmlab) vmlab ;;
   demo) setup demo; shift; exec "$VENV/bin/phoenix-hook" demo "$@" ;;
   test)
     setup; shift
@@ -101,5 +148,5 @@ case "${1:-help}" in
   bench)
     PHOENIX_BENCH=1 setup; shift
     for b in bench/bench_*.py; do say "running $b"; "$VENV/bin/python" "$b" "$@"; done ;;
-  *) sed -n '2,9p' "$0"; exit 2 ;;
+  *) sed -n '2,10p' "$0"; exit 2 ;;
 esac

@@ -1,0 +1,124 @@
+"""The VM lab's tests (tests/vmlab/test_*.py), run on Debian's own kernel in a qemu VM.
+
+The host kernel has no 802.1Q devices and no bridge VLAN filtering, so the
+VLAN lab tests run in a VM (tests/vmlab/harness.py): one boot runs pytest on
+the selected VM tests there, and each of them is reported here as its own
+test, failing with what the VM-side pytest said about it. Where qemu, the
+kernel package or busybox-static is missing these tests skip with the reason
+(CI installs them: ./dev.sh vmlab).
+"""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from vmlab import harness
+
+VMLAB = REPO / "tests" / "vmlab"
+# Generous: TCG is slow, and slower still on a busy machine. The whole set takes about a minute.
+VM_TIMEOUT_S = float(os.environ.get("PHOENIX_VMLAB_TIMEOUT", "1200"))
+
+
+def vm_tests() -> list[str]:
+    """'<module>::<function>' for every test function in tests/vmlab/test_*.py (read, not imported)."""
+    out = []
+    for path in sorted(VMLAB.glob("test_*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        out += [f"{path.stem}::{node.name}" for node in tree.body
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_")]
+    return out
+
+
+class VmRun:
+    def __init__(self, result: harness.Result | None, wanted: list[str], results: dict[str, list[dict]]):
+        self.result, self.wanted, self.results = result, wanted, results
+
+    def report(self) -> str:
+        r = self.result
+        return (f"VM pytest exit {r.rc}; VM-side output:\n{r.output[-8000:]}\n"
+                f"-- VM console (last lines):\n{r.console[-2000:]}")
+
+
+def parse_junit(path: Path) -> dict[str, list[dict]]:
+    """{'<module>::<function>': [{'name', 'outcome', 'message', 'text'}]} from the VM's junit XML."""
+    out: dict[str, list[dict]] = {}
+    if not path.is_file():
+        return out
+    for case in ET.parse(path).getroot().iter("testcase"):
+        module = case.get("classname", "").split(".")[-1]
+        name = case.get("name", "")
+        outcome, message, text = "passed", "", ""
+        for kind in ("failure", "error", "skipped"):
+            el = case.find(kind)
+            if el is not None:
+                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[kind]
+                message, text = el.get("message", ""), el.text or ""
+                break
+        logs = "".join(f"\n-- {tag}:\n{el.text}" for tag in ("system-out", "system-err")
+                       for el in case.findall(tag) if _says_something(el.text))
+        out.setdefault(f"{module}::{name.split('[')[0]}", []).append(
+            {"name": name, "outcome": outcome, "message": message, "text": text + logs,
+             "time": float(case.get("time") or 0)})
+    return out
+
+
+def _says_something(text: str | None) -> bool:
+    """Captured output with more than pytest's empty "Captured ..." section headers."""
+    return any(line.strip() and not re.fullmatch(r"-+ Captured .* -+", line.strip())
+               for line in (text or "").splitlines())
+
+
+@pytest.fixture(scope="module")
+def vm_run(request, tmp_path_factory) -> VmRun:
+    reason = harness.unavailable()
+    if reason:
+        pytest.skip(reason)
+    # Only the VM tests this run selected (pytest -k, or one node id), in one boot.
+    mine = [item.callspec.params["vm_test"] for item in request.session.items
+            if item.module is request.module and hasattr(item, "callspec")]
+    wanted = sorted(set(mine)) or vm_tests()
+    io_dir = tmp_path_factory.mktemp("vmlab")
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
+            "--junitxml=/run/vmlab/junit.xml", "-o", "junit_logging=all", "-o", "junit_family=xunit1",
+            *(f"tests/vmlab/{t.split('::')[0]}.py::{t.split('::')[1]}" for t in wanted)]
+    env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",          # no plugin imports (hypothesis: seconds in TCG)
+           "HYPOTHESIS_STORAGE_DIRECTORY": "/tmp/hypothesis"}   # the VM's own tmpfs: no database kept
+    for passed in ("CI", "PHOENIX_FIXTURES"):
+        if os.environ.get(passed):
+            env[passed] = os.environ[passed]
+    result = harness.run(argv, cwd=str(REPO), env=env, timeout=VM_TIMEOUT_S, io_dir=io_dir)
+    run = VmRun(result, wanted, parse_junit(io_dir / "junit.xml"))
+    took = sum(c["time"] for cases in run.results.values() for c in cases)
+    print(f"\nvmlab: {len(wanted)} VM tests, VM exit {result.rc}, {result.seconds:.1f} s in all "
+          f"(root mounted at {result.boot_seconds} s uptime; tests {took:.1f} s)", file=sys.stderr)
+    return run
+
+
+@pytest.mark.parametrize("vm_test", vm_tests())
+def test_in_vm(vm_run, vm_test):
+    cases = vm_run.results.get(vm_test)
+    if not cases:
+        pytest.fail(f"{vm_test} did not run in the VM\n{vm_run.report()}", pytrace=False)
+    bad = [c for c in cases if c["outcome"] in ("failed", "error")]
+    if bad:
+        pytest.fail("\n\n".join(f"{c['name']} {c['outcome']} in the VM: {c['message']}\n{c['text']}"
+                                for c in bad), pytrace=False)
+    skipped = [c for c in cases if c["outcome"] == "skipped"]
+    if skipped:
+        pytest.skip("; ".join(f"{c['name']} skipped in the VM: {c['message']}" for c in skipped))
+
+
+def test_vm_session_ran_whole(vm_run):
+    """The VM's pytest ended normally (no collection error, no crash, no timeout) and ran what was asked."""
+    assert vm_run.result.rc in (0, 1), vm_run.report()
+    missing = [t for t in vm_run.wanted if t not in vm_run.results]
+    assert not missing, f"not run in the VM: {missing}\n{vm_run.report()}"
+    unknown = [t for t in vm_run.results if t not in vm_tests()]
+    assert not unknown, f"VM tests the host does not list (not top-level test functions?): {unknown}"
