@@ -162,6 +162,10 @@ def _watched(vmid, settings, record, t0, check) -> int:
         os.waitpid(pid, 0)
         why = (f"the check did not finish within deadline_s = {settings.deadline_s:g} "
                f"and was stopped")
+    # A child that died mid-probe leaves its temporary VLAN probe port behind
+    # (net/probeport.py); its PID is gone now, so it counts as stale.
+    from phoenix_hook.net import probeport
+    probeport.clean_stale()
     code = _could_not_check(vmid, settings, dict(record), t0, why)
     if code != 0:
         from phoenix_hook.pve import claims

@@ -480,13 +480,15 @@ def test_same_mac_answer_names_the_clone_not_the_guest_itself():
     assert "CT 951" not in alone.line and "CT 951" not in alone.detail
 
 
-def test_plan_vlan_aware_bridge_without_that_vlan_on_itself_is_an_error():
-    """A tagged probe the bridge's own ingress filter drops would look 'free': say so instead."""
+def test_plan_vlan_aware_bridge_without_that_vlan_on_itself_probes_through_a_port():
+    """A tagged probe the bridge's own ingress filter drops would look 'free': the probe goes
+    through a temporary port in VLAN 20 instead, untagged (net/probeport.py)."""
     g, n = nic0("bridge=vmbr0,ip=10.0.20.5/24,tag=20")
     f = facts(link("vmbr0", BR0, vf=True))
     missing = HostFacts(links=f.links, self_vlans={"vmbr0": {1: True, 30: False}})
-    r = plan_nic(g, n, S, missing)
-    assert r.verdict == "error" and "bridge vlan add dev vmbr0 vid 20 self" in r.note
+    c = plan_nic(g, n, S, missing)
+    assert (c.iface, c.via_port, c.tagged, c.vlan, c.rx_vlan) == ("vmbr0", True, False, 20, None)
+    assert arp.parse(c.probe_frame()).vlan is None
     unknown = HostFacts(links=f.links, self_vlans={"vmbr0": None})
     assert "cannot read the VLANs of vmbr0" in plan_nic(g, n, S, unknown).note
     present = HostFacts(links=f.links, self_vlans={"vmbr0": {v: False for v in range(2, 4095)}})

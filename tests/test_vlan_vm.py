@@ -95,9 +95,16 @@ def vm_run(request, tmp_path_factory) -> VmRun:
             env[passed] = os.environ[passed]
     result = harness.run(argv, cwd=str(REPO), env=env, timeout=VM_TIMEOUT_S, io_dir=io_dir)
     run = VmRun(result, wanted, parse_junit(io_dir / "junit.xml"))
-    took = sum(c["time"] for cases in run.results.values() for c in cases)
-    print(f"\nvmlab: {len(wanted)} VM tests, VM exit {result.rc}, {result.seconds:.1f} s in all "
-          f"(root mounted at {result.boot_seconds} s uptime; tests {took:.1f} s)", file=sys.stderr)
+    cases = sorted((c for cs in run.results.values() for c in cs), key=lambda c: -c["time"])
+    line = (f"vmlab: {len(wanted)} VM tests, VM exit {result.rc}, {result.seconds:.1f} s in all "
+            f"(root mounted at {result.boot_seconds} s uptime; tests {sum(c['time'] for c in cases):.1f} s; "
+            f"slowest: " + ", ".join(f"{c['name']} {c['time']:.1f} s" for c in cases[:5]) + ")")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:           # shown in the run's output even with -q and captured output
+        reporter.write_line("")
+        reporter.write_line(line)
+    else:
+        print(line, file=sys.stderr)
     return run
 
 

@@ -26,6 +26,7 @@ class HostFacts:
     macs: frozenset = frozenset()
     self_vlans: dict = field(default_factory=dict)   # VLAN-aware bridge -> its own VIDs | None
     local_ips6: frozenset = frozenset()              # (IPv6 address, interface)
+    vlan_devs: dict = field(default_factory=dict)    # 802.1Q device -> (VID, lower device)
 
 
 def read_host_facts(ifnames) -> HostFacts:
@@ -34,7 +35,8 @@ def read_host_facts(ifnames) -> HostFacts:
     self_vlans = {n: hostnet.bridge_self_vlans(n) for n, link in links.items()
                   if link is not None and link.vlan_filtering}
     return HostFacts(links=links, local_ips=hostnet.local_ipv4(), macs=hostnet.all_macs(),
-                     self_vlans=self_vlans, local_ips6=hostnet.local_ipv6())
+                     self_vlans=self_vlans, local_ips6=hostnet.local_ipv6(),
+                     vlan_devs=hostnet.vlan_devices())
 
 
 def interfaces_needed(guests) -> set[str]:
@@ -128,7 +130,7 @@ def plan_nic(guest: Guest, nic: Nic, settings, facts: HostFacts,
     if br.noarp:
         # IFF_NOARP turns off IPv6 neighbour discovery as well (net/ipv6/ndisc.c)
         return result("error", f"{nic.bridge} has ARP turned off (NOARP)")
-    iface, tagged, src, rx_untagged = nic.bridge, nic.tag is not None, br.mac, False
+    iface, tagged, src, rx_untagged, via_port = nic.bridge, nic.tag is not None, br.mac, False, False
     if nic.tag is not None and br.vlan_filtering and br.vlan_protocol != 0x8100:
         # An 802.1ad (QinQ) bridge would take our 802.1Q tag for untagged
         # traffic in its PVID: the probe would ask the wrong VLAN.
@@ -137,15 +139,18 @@ def plan_nic(guest: Guest, nic: Nic, settings, facts: HostFacts,
     if nic.tag is not None and br.vlan_filtering:
         # VLAN-aware bridge: our tagged frame passes the bridge's ingress
         # filter only if the bridge itself is in that VLAN (pve-common
-        # Network.pm; REFERENCE section 4). Otherwise it would go nowhere.
+        # Network.pm; REFERENCE section 4). On a standard PVE bridge it is
+        # not (bridge-vids go to the ports only): then the probe goes through
+        # a temporary port in that VLAN, plugged as PVE plugs the guest
+        # (net/probeport.py says why a port and not the bridge itself).
         vids = facts.self_vlans.get(nic.bridge)
         if vids is None:
             return result("error", f"cannot read the VLANs of {nic.bridge} itself "
                           f"(bridge -j vlan show dev {nic.bridge} failed)")
-        if nic.tag not in vids:
-            return result("error", f"VLAN {nic.tag} is not on {nic.bridge} itself, so the host "
-                          f"cannot send in it (bridge vlan add dev {nic.bridge} vid {nic.tag} self)")
-        rx_untagged = vids[nic.tag]
+        if nic.tag in vids:
+            rx_untagged = vids[nic.tag]
+        else:
+            tagged, via_port = False, True
     if nic.tag is not None and not br.vlan_filtering:
         # Non-VLAN-aware bridge: PVE creates vmbrXvN for tag N when the first
         # guest on that VLAN is plugged (pve-common Network.pm); if it exists,
@@ -169,9 +174,15 @@ def plan_nic(guest: Guest, nic: Nic, settings, facts: HostFacts,
     if not link.carrier:
         # No port at all is up, and none leads out: nobody else can be on it.
         return result("clear", f"no port of {iface} is up, so nobody else is on it")
+    also = ()
+    if nic.tag is not None and iface == nic.bridge:
+        # An uplink with its own VLAN device for the tag (an admin's eno1.N and
+        # no vmbrXvN) takes the LAN's answers off the bridge: hear them there.
+        from phoenix_hook.net.hostnet import vlan_taps
+        also = tuple((port, nic.tag) for port in vlan_taps(br, facts.vlan_devs, nic.tag))
     return acd.Candidate(key=nic.key, ip=address, iface=iface, src_mac=src, vlan=nic.tag,
                          tagged=tagged, guest_mac=nic.hwaddr, guest_running=running,
-                         rx_untagged=rx_untagged, family=family)
+                         rx_untagged=rx_untagged, family=family, via_port=via_port, also_hear=also)
 
 
 def config_warnings(guest: Guest, nic: Nic, cluster, family: int = 4) -> list[Finding]:
@@ -240,7 +251,8 @@ class Options:
 
 
 def run_check(guests: list[Guest], settings, opts: Options, *, load_cluster=None,
-              facts: HostFacts | None = None, wire_factory=None, describe=None) -> Report:
+              facts: HostFacts | None = None, wire_factory=None, describe=None,
+              port_factory=None) -> Report:
     """Check guests: plan every NIC, probe the candidates, merge config warnings.
 
     load_cluster() (every guest of the cluster) runs in a thread while the
@@ -299,7 +311,7 @@ def run_check(guests: list[Guest], settings, opts: Options, *, load_cluster=None
 
     hits: dict = {}                            # (vmid, nic, family) -> [acd.Conflict]
     for timeout, items in groups.items():
-        hits.update(_probe_group(items, timeout, facts, opts, results, wire_factory, probe))
+        hits.update(_probe_group(items, timeout, facts, opts, results, wire_factory, probe, port_factory))
 
     cluster = []
     if loader is not None:
@@ -329,37 +341,67 @@ def run_check(guests: list[Guest], settings, opts: Options, *, load_cluster=None
     return Report(guests=[results[g.vmid] for g in guests])
 
 
-def _probe_group(items, timeout, facts, opts, results, wire_factory, probe_mod) -> dict:
-    """Probe one group of candidates that share a schedule; set each NIC's verdict."""
+def _probe_group(items, timeout, facts, opts, results, wire_factory, probe_mod, port_factory=None) -> dict:
+    """Probe one group of candidates that share a schedule; set each NIC's verdict.
+
+    Candidates via_port get their temporary port first (one per bridge and
+    VLAN, deleted again before this returns, whatever happens); a port that
+    cannot be made, or breaks during the probe, makes its NICs "could not
+    check", never "free".
+    """
     from phoenix_hook.net.wire import Wire, WireError
-    cands = [replace(c, key=_run_key(g, c)) for g, c in items]
-    run = acd.ProbeRun(cands, acd.schedule_for(timeout), own_macs=facts.macs,
-                       stop_on_first=opts.stop_on_first)
-    failure = None
+    ports: dict = {}                           # (bridge, vid) -> ProbePort | error text
     try:
-        ifaces = {c.iface for c in cands}
-        # The real wire only takes frames about the probed addresses: a storm of
-        # ARP for other addresses never fills its buffer (wire.narrow_filter).
-        wire = wire_factory(ifaces) if wire_factory else Wire(ifaces, only=[c.ip for c in cands])
-        try:
-            probe_mod.run(run, wire, deadline=opts.deadline)
-        finally:
-            wire.close()
-    except WireError as exc:
-        failure = f"could not probe: {exc.strerror or exc}"
-    except TimeoutError:
-        failure = "the deadline passed before probing finished"
+        cands, port_of = [], {}
+        for g, c in items:
+            key = _run_key(g, c)
+            if c.via_port:
+                pp = ports.get((c.iface, c.vlan))
+                if pp is None:
+                    pp = ports[(c.iface, c.vlan)] = _open_port(c.iface, c.vlan, port_factory)
+                if isinstance(pp, str):
+                    continue                   # reported below
+                port_of[key] = pp
+                c = replace(c, iface=pp.peer, src_mac=pp.mac)
+            cands.append(replace(c, key=key))
+        own = facts.macs | {pp.mac for pp in ports.values() if not isinstance(pp, str)}
+        run = acd.ProbeRun(cands, acd.schedule_for(timeout), own_macs=own, stop_on_first=opts.stop_on_first)
+        failure = None
+        if cands:
+            try:
+                ifaces = {c.iface for c in cands} | {i for c in cands for i, _v in c.also_hear}
+                # The real wire only takes frames about the probed addresses: a storm of
+                # ARP for other addresses never fills its buffer (wire.narrow_filter).
+                wire = wire_factory(ifaces) if wire_factory else Wire(ifaces, only=[c.ip for c in cands])
+                try:
+                    probe_mod.run(run, wire, deadline=opts.deadline)
+                finally:
+                    wire.close()
+            except WireError as exc:
+                failure = f"could not probe: {exc.strerror or exc}"
+            except TimeoutError:
+                failure = "the deadline passed before probing finished"
+        broken = {key: pp.broken() for key, pp in port_of.items()}
+    finally:
+        for pp in ports.values():
+            if not isinstance(pp, str):
+                pp.close()
     window_ms = round(run.window * 1000)
     found = {}
     for g, c in items:
         nr = next(n for n in results[g.vmid].nics if (n.nic, n.family) == (c.key, c.family))
         key = _run_key(g, c)
         hits = run.conflicts.get(key, [])
+        port_error = ports.get((c.iface, c.vlan)) if c.via_port else None
         if hits:
             nr.verdict = "conflict"
             found[(g.vmid, c.key, c.family)] = hits
+        elif isinstance(port_error, str):
+            nr.verdict, nr.note = "error", port_error
         elif failure:
             nr.verdict, nr.note = "error", failure
+        elif broken.get(key):
+            nr.verdict, nr.note = "error", broken[key]
         elif run.unproven(key):
             nr.verdict, nr.note = "error", (
                 f"the kernel dropped {run.unproven(key)} received frames on {c.iface} while we listened "
@@ -368,8 +410,18 @@ def _probe_group(items, timeout, facts, opts, results, wire_factory, probe_mod) 
             nr.verdict, nr.note = "skipped", "not finished: probing stopped at the first conflict"
         else:
             nr.verdict = "clear"
-            nr.note = f"no answer in {window_ms} ms, {run.sent.get(key, 0)} probes"
+            nr.note = f"no answer in {window_ms} ms, {run.sent.get(key, 0)} probes" + (
+                f", through a temporary port in VLAN {c.vlan}" if c.via_port else "")
     return found
+
+
+def _open_port(bridge: str, vid: int, factory=None):
+    """A temporary port in VLAN vid on bridge (net/probeport.py), or the reason there is none."""
+    from phoenix_hook.net import probeport
+    try:
+        return (factory or probeport.open_port)(bridge, vid)
+    except probeport.PortError as exc:
+        return str(exc)
 
 
 def _run_key(g: Guest, c: acd.Candidate) -> str:

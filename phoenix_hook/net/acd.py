@@ -69,11 +69,21 @@ class Candidate:
     rx_untagged: bool = False    # answers reach iface without a tag (VLAN-aware bridge,
                                  # the VLAN is "Egress Untagged" on the bridge itself)
     family: int = 4              # 4: RFC 5227 ARP probes; 6: RFC 4862 DAD (ip is IPv6)
+    via_port: bool = False       # sent untagged through a temporary port of the bridge iface
+                                 # in VLAN vlan (net/probeport.py); iface and src_mac become
+                                 # that port's host end once it exists
+    also_hear: tuple = ()        # more (interface, VLAN) where its answers arrive: an uplink
+                                 # whose own VLAN device takes them off the bridge (hostnet.vlan_taps)
 
     @property
     def rx_vlan(self) -> int | None:
         """The VLAN its answers arrive with on iface (None on vmbrXvN devices)."""
         return self.vlan if self.tagged and not self.rx_untagged else None
+
+    @property
+    def hears(self) -> tuple:
+        """Every (interface, VLAN) its answers may arrive on."""
+        return ((self.iface, self.rx_vlan),) + tuple(self.also_hear)
 
     def probe_frame(self) -> bytes:
         vlan = self.vlan if self.tagged else None
@@ -129,11 +139,11 @@ def judge_arp(pkt: arp.ArpPacket, iface: str, cand: Candidate, own_macs) -> Conf
     - any ARP packet whose sender IP is the candidate, from a MAC not ours;
     - an ARP probe (sender IP 0.0.0.0) for the candidate from another MAC:
       someone else wants it at the same time.
-    Frames on another interface or in another VLAN say nothing about this
-    address. A running guest answering from its own MAC is itself, not a
+    Frames on another interface or in another VLAN (cand.hears) say nothing
+    about this address. A running guest answering from its own MAC is itself, not a
     conflict; at pre-start it cannot be up, so its MAC then means a copy.
     """
-    if iface != cand.iface or pkt.vlan != cand.rx_vlan:
+    if (iface, pkt.vlan) not in cand.hears:
         return None
     if pkt.sender_mac in own_macs or pkt.sender_mac == cand.src_mac:
         return None
@@ -170,7 +180,7 @@ def judge_ndp(pkt: ndp.NdpPacket, iface: str, cand: Candidate, own_macs) -> Conf
     source; frames from our own MACs, other interfaces and other VLANs say
     nothing, and a running guest answering from its own MAC is itself.
     """
-    if iface != cand.iface or pkt.vlan != cand.rx_vlan:
+    if (iface, pkt.vlan) not in cand.hears:
         return None
     mac = pkt.link_mac
     if pkt.eth_src in own_macs or mac in own_macs or cand.src_mac in (pkt.eth_src, mac):
@@ -268,7 +278,7 @@ class ProbeRun:
         if key in self.conflicts:
             return 0
         cand = next(c for c in self.candidates if c.key == key)
-        return self.dropped.get(cand.iface, 0)
+        return sum(self.dropped.get(iface, 0) for iface in dict.fromkeys(i for i, _v in cand.hears))
 
     def done(self, now: float) -> bool:
         if self.collect:

@@ -57,7 +57,7 @@ def link(name: str) -> Link | None:
         except OSError:
             ports = []
         uplinks = tuple((p, _read(os.path.join(SYS_NET, p, "carrier")) == "1")
-                        for p in ports if not is_guest_port(p))
+                        for p in ports if not is_guest_port(p) and not is_probe_port(p))
     try:
         proto = int(_read(os.path.join(base, "bridge", "vlan_protocol")) or "0x8100", 16)
     except ValueError:
@@ -75,6 +75,60 @@ def is_guest_port(name: str) -> bool:
     LXC.pm), tap<vmid>i<N> (QEMU), fwpr<vmid>p<N> / fwln<vmid>i<N> (firewall
     bridge, pve-common Network.pm). Every other port leads to the LAN."""
     return bool(_GUEST_PORT.match(name))
+
+
+# phoenix-hook's own temporary probe ports (net/probeport.py): "vethphx" + the
+# owner's PID and an index in base 36 on the bridge, "phxq" + the same on the
+# host end. "veth" because PVE's ifupdown2 leaves ports matching ^(tap|veth|fwpr)
+# on a bridge at ifreload (bridge-ports-condone-regex default); never
+# veth<digits>i<digits>, which PVE and is_guest_port take for a guest's port.
+PROBE_PORT = re.compile(r"^(vethphx|phxq)([0-9a-z]{5})([0-9a-z])$")
+
+
+def is_probe_port(name: str) -> bool:
+    """One of phoenix-hook's temporary probe ports (either end): not an uplink, not a guest."""
+    return bool(PROBE_PORT.match(name))
+
+
+def parse_vlan_config(text: str) -> dict[str, tuple[int, str]]:
+    """{VLAN device: (VID, lower device)} from /proc/net/vlan/config. Pure.
+
+    Format (net/8021q/vlanproc.c vlan_seq_show): two header lines, then
+    "<name> | <vid> | <lower>" per device. Lines that cannot be read are skipped.
+    """
+    out: dict[str, tuple[int, str]] = {}
+    for line in text.splitlines():
+        parts = [x.strip() for x in line.split("|")]
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[0] or not parts[2]:
+            continue
+        vid = int(parts[1])
+        if 1 <= vid <= 4094:
+            out[parts[0]] = (vid, parts[2])
+    return out
+
+
+def vlan_devices() -> dict[str, tuple[int, str]]:
+    """Every 802.1Q device of this host (netns): {name: (VID, lower device)}.
+
+    No /proc/net/vlan/config means the 8021q module is not loaded, so there are none.
+    """
+    return parse_vlan_config(_read("/proc/net/vlan/config") or "")
+
+
+def vlan_taps(link: Link | None, vlan_devs: dict, vid: int) -> tuple[str, ...]:
+    """Uplink ports of a bridge that carry an 802.1Q device for vid (an admin's eno1.N). Pure.
+
+    The kernel hands a frame tagged vid arriving on such a port to the VLAN
+    device before the bridge sees it (vlan_do_receive runs before the
+    bridge's rx handler; REFERENCE section 4), so answers from the LAN in
+    that VLAN never reach the bridge: they are heard on the port itself,
+    whose packet taps run before that hand-over (also while the VLAN device
+    is down and drops them).
+    """
+    if link is None or not link.is_bridge:
+        return ()
+    ports = {name for name, _carrier in link.uplinks}
+    return tuple(sorted({lower for v, lower in vlan_devs.values() if v == vid and lower in ports}))
 
 
 def all_macs() -> frozenset[str]:
