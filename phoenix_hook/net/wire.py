@@ -4,7 +4,12 @@ No decisions live here: frames go out as given, frames come back as bytes
 with the VLAN tag the kernel reported. What is a conflict is acd.py's call.
 
 - AF_PACKET, SOCK_RAW: we build whole frames (arp.py), so tagged frames for
-  a VLAN guest are sent as-is on the bridge (REFERENCE section 4).
+  a VLAN guest are sent as-is on the bridge (REFERENCE section 4). The socket
+  is bound with protocol ETH_P_ALL, which is also the protocol of what it
+  sends: the kernel looks for an in-band 802.1Q tag only when that is 0 or
+  ETH_P_ALL (af_packet.c packet_parse_headers); with any other a VLAN-aware
+  bridge takes a tagged frame for untagged traffic of its PVID, and the
+  probe asks the wrong VLAN (tests/vmlab/test_vm_wire.py shows both).
 - A classic BPF program on the socket drops everything but ARP and IPv6
   Neighbor Solicitations/Advertisements (untagged, or 802.1Q-tagged in the
   frame) and our own outgoing copies, so a busy bridge does not wake us for
