@@ -299,3 +299,20 @@ def clock(monkeypatch):
     c = Clock()
     monkeypatch.setattr(probe, "run", functools.partial(probe.run, clock=c))
     return c
+
+
+_EARLY_STARTED: list = []
+
+
+def pytest_collection_finish(session):
+    """A test module may start slow work as soon as it knows it is selected: test_vlan_vm.py
+    boots its VM (minutes under TCG) to run beside the host's own tests."""
+    for mod in dict.fromkeys(getattr(item, "module", None) for item in session.items):
+        if mod is not None and hasattr(mod, "start_early"):
+            mod.start_early(session)
+            _EARLY_STARTED.append(mod)
+
+
+def pytest_sessionfinish(session):
+    while _EARLY_STARTED:
+        _EARLY_STARTED.pop().stop_early()

@@ -255,3 +255,19 @@ def test_probe_run_driven_by_its_own_wakeup_never_spins(t0, rand):
         steps += 1
         assert steps <= 5, "no progress at the time wakeup() asked for"
     assert sent == 3 and now == pytest.approx(t0 + r.window)
+
+
+def test_a_stalled_process_still_sends_every_probe_and_listens_after_the_last():
+    """A probe loop that wakes up long after its window (a starved CPU) must not call the address
+    free on fewer probes, or with no listening after the last one."""
+    cand = acd.Candidate(key="net0", ip="10.0.0.151", iface="vmbr0", src_mac="02:aa:00:00:00:01")
+    s = acd.schedule_for(900)
+    run = acd.ProbeRun([cand], s, rand=lambda: 0.5)
+    run.start(100.0)
+    assert len(run.due(100.0 + run._offsets[0])) == 1
+    stall = 100.0 + run.window + 5.0                   # woke 5 s after the planned window closed
+    assert not run.done(stall)                          # two probes still to send
+    assert len(run.due(stall)) == 2 and run.sent["net0"] == 3
+    assert not run.done(stall + s.announce_wait - 0.001)
+    assert run.done(stall + s.announce_wait + 0.001)
+    assert run.window == pytest.approx(stall + s.announce_wait - 100.0)

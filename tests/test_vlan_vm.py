@@ -12,7 +12,9 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -75,16 +77,15 @@ def _says_something(text: str | None) -> bool:
                for line in (text or "").splitlines())
 
 
-@pytest.fixture(scope="module")
-def vm_run(request, tmp_path_factory) -> VmRun:
-    reason = harness.unavailable()
-    if reason:
-        pytest.skip(reason)
-    # Only the VM tests this run selected (pytest -k, or one node id), in one boot.
-    mine = [item.callspec.params["vm_test"] for item in request.session.items
-            if item.module is request.module and hasattr(item, "callspec")]
-    wanted = sorted(set(mine)) or vm_tests()
-    io_dir = tmp_path_factory.mktemp("vmlab")
+_EARLY: dict = {}              # the VM started at collection time (start_early), if it was
+
+
+def _selected(items) -> list[str]:
+    return sorted({item.callspec.params["vm_test"] for item in items
+                   if hasattr(item, "callspec") and "vm_test" in item.callspec.params})
+
+
+def _start(wanted: list[str], io_dir: Path, nice: int = 0) -> harness.Running:
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
             "--junitxml=/run/vmlab/junit.xml", "-o", "junit_logging=all", "-o", "junit_family=xunit1",
             *(f"tests/vmlab/{t.split('::')[0]}.py::{t.split('::')[1]}" for t in wanted)]
@@ -93,16 +94,57 @@ def vm_run(request, tmp_path_factory) -> VmRun:
     for passed in ("CI", "PHOENIX_FIXTURES"):
         if os.environ.get(passed):
             env[passed] = os.environ[passed]
-    result = harness.run(argv, cwd=str(REPO), env=env, timeout=VM_TIMEOUT_S, io_dir=io_dir)
+    # One vCPU where the machine has two: the other stays free for the host's own tests.
+    cpus = 2 if (os.cpu_count() or 1) > 2 else 1
+    return harness.start(argv, cwd=str(REPO), env=env, timeout=VM_TIMEOUT_S, io_dir=io_dir, cpus=cpus, nice=nice)
+
+
+def start_early(session) -> None:
+    """Called by tests/conftest.py when collection is done: boot the VM now, in the background,
+    so its minutes under TCG pass while the host's own tests run (qemu at a lower priority)."""
+    mine = [item for item in session.items if getattr(item, "module", None) is sys.modules[__name__]]
+    if not mine or harness.unavailable() or os.environ.get("PHOENIX_VMLAB_EARLY") == "0":
+        return
+    wanted = _selected(mine) or vm_tests()
+    io_dir = Path(tempfile.mkdtemp(prefix="phoenix-vmlab-"))
+    _EARLY["run"] = (wanted, io_dir, _start(wanted, io_dir, nice=19))
+
+
+def stop_early() -> None:
+    """Called at the end of the session: a VM still running (the run was cut short) is killed."""
+    early = _EARLY.pop("run", None)
+    if early:
+        early[2].kill()
+        shutil.rmtree(early[1], ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def vm_run(request, tmp_path_factory) -> VmRun:
+    reason = harness.unavailable()
+    if reason:
+        pytest.skip(reason)
+    # Only the VM tests this run selected (pytest -k, or one node id), in one boot.
+    mine = [item for item in request.session.items if getattr(item, "module", None) is request.module]
+    wanted = _selected(mine) or vm_tests()
+    early = _EARLY.get("run")
+    if early and early[0] == wanted:
+        _wanted, io_dir, running = early
+    else:
+        io_dir = tmp_path_factory.mktemp("vmlab")
+        running = _start(wanted, io_dir)
+    result = running.wait()
     run = VmRun(result, wanted, parse_junit(io_dir / "junit.xml"))
     cases = sorted((c for cs in run.results.values() for c in cs), key=lambda c: -c["time"])
-    line = (f"vmlab: {len(wanted)} VM tests, VM exit {result.rc}, {result.seconds:.1f} s in all "
-            f"(root mounted at {result.boot_seconds} s uptime; tests {sum(c['time'] for c in cases):.1f} s; "
+    line = (f"vmlab: {len(wanted)} VM tests, VM exit {result.rc}, {result.seconds:.1f} s in all"
+            + (" (started at collection, beside the host's tests)" if early else "")
+            + f" (root mounted at {result.boot_seconds} s uptime; tests {sum(c['time'] for c in cases):.1f} s; "
             f"slowest: " + ", ".join(f"{c['name']} {c['time']:.1f} s" for c in cases[:5]) + ")")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:           # shown in the run's output even with -q and captured output
-        reporter.write_line("")
-        reporter.write_line(line)
+    capman = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capman is not None:   # shown in the run's output even with -q
+        with capman.global_and_fixture_disabled():
+            reporter.write_line("")
+            reporter.write_line(line)
     else:
         print(line, file=sys.stderr)
     return run

@@ -84,8 +84,10 @@ def _probe(address, family, bridge, vlan, settings, timeout):
     facts = read_host_facts({bridge} | ({f"{bridge}v{vlan}"} if vlan is not None else set()))
     # plan_nic picks the interface and tagging exactly as the hook does; it is asked
     # for a candidate only: the host's own addresses and dead uplinks are told apart here.
+    # (Uplinks stay listed, as if up: an admin's eno1.N on one is where VLAN N's answers go.)
     lenient = replace(facts, local_ips=frozenset(), local_ips6=frozenset(),
-                      links={k: (replace(v, uplinks=()) if v else v) for k, v in facts.links.items()})
+                      links={k: (replace(v, uplinks=tuple((n, True) for n, _up in v.uplinks)) if v else v)
+                             for k, v in facts.links.items()})
     a = str(address)
     nic = Nic(key="locate", bridge=bridge, tag=vlan, ip=f"{a}/32" if family == 4 else None,
               address=a if family == 4 else None, ip6=f"{a}/128" if family == 6 else None,
@@ -102,21 +104,39 @@ def _probe(address, family, bridge, vlan, settings, timeout):
     if link is not None and link.uplinks and not any(up for _n, up in link.uplinks):
         names = ", ".join(n for n, _up in link.uplinks)
         notes.append(f"no uplink of {cand.iface} has carrier ({names}): only this host's guests could answer")
-    run = acd.ProbeRun([cand], acd.schedule_for(timeout), own_macs=facts.macs, stop_on_first=False,
-                       collect=True)
+    port, own = None, facts.macs
     try:
-        with Wire({cand.iface}) as wire:
-            probe.run(run, wire)
-    except WireError as exc:
-        raise CannotCheck(f"could not probe {a} on {cand.iface}: {exc.strerror or exc}") from None
-    tag = cand.vlan if cand.tagged else None
-    lost = run.dropped.get(cand.iface, 0)
+        if cand.via_port:
+            # A standard VLAN-aware bridge is not in the VLAN itself: probe through a
+            # temporary port in it, as the hook does (net/probeport.py).
+            from phoenix_hook.net import probeport
+            try:
+                port = probeport.open_port(cand.iface, cand.vlan)
+            except probeport.PortError as exc:
+                raise CannotCheck(f"cannot probe {a}: {exc}") from None
+            cand, own = replace(cand, iface=port.peer, src_mac=port.mac), own | {port.mac}
+        run = acd.ProbeRun([cand], acd.schedule_for(timeout), own_macs=own, stop_on_first=False,
+                           collect=True)
+        try:
+            with Wire({cand.iface} | {i for i, _v in cand.also_hear}) as wire:
+                probe.run(run, wire)
+        except WireError as exc:
+            raise CannotCheck(f"could not probe {a} on {cand.iface}: {exc.strerror or exc}") from None
+        if port is not None and port.broken():
+            raise CannotCheck(f"cannot probe {a}: {port.broken()}")
+    finally:
+        if port is not None:
+            port.close()
+    # The bridge's forwarding database places the answers: VLAN N's entries on a VLAN-aware bridge.
+    tag = cand.vlan if cand.tagged or cand.via_port else None
+    iface = bridge if cand.via_port else cand.iface
+    lost = sum(run.dropped.get(i, 0) for i in dict.fromkeys(i for i, _v in cand.hears))
     if lost:
         # Issue 8's rule, as in the hook and scan: lost frames are never silence. A device
         # that answered may be among them, so a "silent" or owner-only verdict is unproven.
         notes.append(f"the kernel dropped {lost} received frames on {cand.iface} while we listened "
                      f"(a flood?); an answer may be among them")
-    return run.conflicts.get(cand.key, []), cand.iface, tag, round(run.window * 1000), facts, notes, lost
+    return run.conflicts.get(cand.key, []), iface, tag, round(run.window * 1000), facts, notes, lost
 
 
 def run(args) -> int:

@@ -242,6 +242,10 @@ class ProbeRun:
         # short ((start + off) - start < off) and spin without sending.
         while self._next < len(self._offsets) and now >= self._start + self._offsets[self._next]:
             self._next += 1
+            if self._next == len(self._offsets) and now - self._start > self._offsets[-1] + 1e-6:
+                # The last probe went out late (a process that stalled: a starved CPU, a
+                # mass start): the listening after it is never cut short of ANNOUNCE_WAIT.
+                self._end = max(self._end, (now - self._start) + self.schedule.announce_wait)
             for c in self.candidates:
                 if c.key not in self.conflicts or self.collect:
                     out.append((c.iface, c.probe_frame()))
@@ -281,10 +285,12 @@ class ProbeRun:
         return sum(self.dropped.get(iface, 0) for iface in dict.fromkeys(i for i, _v in cand.hears))
 
     def done(self, now: float) -> bool:
+        # Silence counts only once every probe went out and the window after the last closed.
+        quiet_over = self._next >= len(self._offsets) and now >= self._start + self._end
         if self.collect:
-            return now >= self._start + self._end
+            return quiet_over
         if self.conflicts and self.stop_on_first:
             return True
         if len(self.conflicts) == len(self.candidates):
             return True
-        return now >= self._start + self._end
+        return quiet_over

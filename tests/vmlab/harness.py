@@ -269,45 +269,77 @@ def qemu_argv(image: Path, initramfs: Path, io_dir: Path, memory_mb: int, cpus: 
             "-virtfs", f"local,path={io_dir},mount_tag=io,security_model=none,multidevs=remap"]
 
 
-def run(argv, *, cwd: str = "/", env: dict[str, str] | None = None, timeout: float = 600,
-        io_dir: Path | None = None, memory_mb: int = 1024, cpus: int = 2) -> Result:
-    """Run argv in a fresh VM on this machine's root; its output comes back in the Result.
+class Running:
+    """A VM started by start(): wait() for its Result, or kill() it."""
+
+    def __init__(self, proc: subprocess.Popen, io_dir: Path, own_dir: bool, timeout: float):
+        self.proc, self.io_dir, self.own_dir = proc, io_dir, own_dir
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        self._result: Result | None = None
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def wait(self) -> Result:
+        if self._result is not None:
+            return self._result
+        note = b""
+        try:
+            self.proc.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            note = f"\n[vmlab: killed after {self.deadline - self.started:.0f} s]".encode()
+        seconds = time.monotonic() - self.started
+        io = self.io_dir
+        console = _read(io / "console.log") + (self.proc.stdout.read() + note).decode(errors="replace")
+        self.proc.stdout.close()
+        rc_text = _read(io / "rc").strip()
+        boot = re.search(r"vmlab-init: root mounted ([\d.]+) s", console)
+        self._result = Result(int(rc_text) if rc_text.isdigit() else None, _read(io / "output"), console,
+                              seconds, float(boot.group(1)) if boot else None, io)
+        if self.own_dir:
+            shutil.rmtree(io, ignore_errors=True)
+        return self._result
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait()
+
+
+def start(argv, *, cwd: str = "/", env: dict[str, str] | None = None, timeout: float = 600,
+          io_dir: Path | None = None, memory_mb: int = 1024, cpus: int = 2, nice: int = 0) -> Running:
+    """Boot a fresh VM on this machine's root and start argv in it; returns at once.
 
     Files the command writes under /run/vmlab land in io_dir (a temporary
-    directory, deleted afterwards, when not given).
+    directory, deleted after wait(), when not given). nice > 0 lowers qemu's
+    CPU priority: a VM started beside other work takes only what is spare.
     """
     reason = unavailable()
     if reason:
         raise VmLabError(reason)
     kernel, busybox = find_kernel(), find_busybox()
     initramfs = build_initramfs(kernel, busybox)
+    image = boot_image(kernel)
     own_dir = io_dir is None
     io_dir = Path(tempfile.mkdtemp(prefix="phoenix-vmlab-")) if own_dir else Path(io_dir)
     io_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/tmp",
-                "LC_ALL": "C", "PYTHONDONTWRITEBYTECODE": "1", "PHOENIX_IN_VM": "1"}
-        (io_dir / "job.sh").write_text(job_script(argv, cwd, dict(base, **(env or {}))))
-        for stale in ("output", "rc", "console.log"):
-            (io_dir / stale).unlink(missing_ok=True)
-        start = time.monotonic()
-        proc = subprocess.Popen(qemu_argv(boot_image(kernel), initramfs, io_dir, memory_mb, cpus),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        try:
-            qemu_out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            qemu_out, _ = proc.communicate()
-            qemu_out += f"\n[vmlab: killed after {timeout} s]".encode()
-        seconds = time.monotonic() - start
-        console = _read(io_dir / "console.log") + qemu_out.decode(errors="replace")
-        rc_text = _read(io_dir / "rc").strip()
-        boot = re.search(r"vmlab-init: root mounted ([\d.]+) s", console)
-        return Result(int(rc_text) if rc_text.isdigit() else None, _read(io_dir / "output"), console,
-                      seconds, float(boot.group(1)) if boot else None, io_dir)
-    finally:
-        if own_dir:
-            shutil.rmtree(io_dir, ignore_errors=True)
+    base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/tmp",
+            "LC_ALL": "C", "PYTHONDONTWRITEBYTECODE": "1", "PHOENIX_IN_VM": "1"}
+    (io_dir / "job.sh").write_text(job_script(argv, cwd, dict(base, **(env or {}))))
+    for stale in ("output", "rc", "console.log"):
+        (io_dir / stale).unlink(missing_ok=True)
+    proc = subprocess.Popen(qemu_argv(image, initramfs, io_dir, memory_mb, cpus),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=(lambda: os.nice(nice)) if nice > 0 else None)
+    return Running(proc, io_dir, own_dir, timeout)
+
+
+def run(argv, **kw) -> Result:
+    """Run argv in a fresh VM on this machine's root and wait: its exit code and output come back."""
+    return start(argv, **kw).wait()
 
 
 def _read(path: Path) -> str:

@@ -10,6 +10,7 @@ no temporary probe port, the bridge's own VLAN list unchanged.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -17,6 +18,7 @@ import time
 import pytest
 
 from conftest import hook_argv
+from phoenix_hook.net import probeport
 from vmlab.vlanlab import (GUEST_MAC, GW_MAC, OTHER_MAC, SQUAT_MAC, UNTAGGED_MAC, add_guest_port, add_holder,
                            add_pve_vlan_bridge, add_trunk, add_vlan_device, bridge_cmd, make_vlan_aware,
                            probe_ports, self_vlans)
@@ -173,7 +175,7 @@ def _wait_for_port(lab, proc, timeout=60.0) -> list[str]:
 def test_probe_port_deleted_mid_probe_killed_run_cleaned_up_by_the_next(lab, pve, run_hook, aware):
     before = self_vlans(lab)
     guest951(pve)
-    pve.settings(probe_timeout_ms=6000, deadline_s=30)          # a long window to act in
+    pve.settings(probe_timeout_ms=4000, deadline_s=30)          # a window long enough to act in
     add_holder(lab, aware, f"{IP}/24", OTHER_MAC, vid=30)
 
     # Someone (an ifreload, an admin) deletes the port during the probe: "could not check", never free.
@@ -185,10 +187,22 @@ def test_probe_port_deleted_mid_probe_killed_run_cleaned_up_by_the_next(lab, pve
     assert f"{P} CT 951 net0 {IP}: could not check: " in out, out
     assert "is free" not in out
 
-    # A run killed mid-probe leaves its port behind ...
+    # The check (the hook's child, whose PID the port's name carries) killed mid-probe:
+    # the hook's watchdog deletes its port at once and says it could not check.
+    hook = _start_hook(lab, pve)
+    ports = _wait_for_port(lab, hook)
+    child = probeport.owner_pid(ports[0])
+    assert child != hook.pid
+    os.kill(child, signal.SIGKILL)
+    out = hook.communicate(timeout=60)[0]
+    assert f"{P} guest 951: could not check: the check ended abnormally (killed by SIGKILL" in out, out
+    assert probe_ports(lab) == []
+
+    # A whole run killed mid-probe (watchdog and check) leaves its port behind ...
     hook = _start_hook(lab, pve)
     stale = _wait_for_port(lab, hook)
     hook.send_signal(signal.SIGKILL)
+    os.kill(probeport.owner_pid(stale[0]), signal.SIGKILL)
     hook.communicate(timeout=30)
     assert probe_ports(lab) == stale
     # ... and the next run deletes it (its owner is gone), and its own.
@@ -199,10 +213,10 @@ def test_probe_port_deleted_mid_probe_killed_run_cleaned_up_by_the_next(lab, pve
     left_as_it_was(lab, before)
 
 
-# -- scan --vlan -----------------------------------------------------------------------
+# -- scan --vlan, locate --vlan --------------------------------------------------------
 
 @pytest.mark.parametrize("layout", ["vlan-aware-standard", "traditional-admin-vlan-device"])
-def test_scan_vlan(lab, pve, run_cli, layout):
+def test_scan_and_locate_in_a_vlan(lab, pve, run_cli, layout):
     if layout == "vlan-aware-standard":
         make_vlan_aware(lab)
         lan = add_trunk(lab)
@@ -218,4 +232,12 @@ def test_scan_vlan(lab, pve, run_cli, layout):
     result = json.loads(out)
     assert [(r["ip"], r["mac"]) for r in result["rows"]] == [("10.0.0.5", SQUAT_MAC)], result
     assert result["vlan"] == 20
+    assert probe_ports(lab) == [] and self_vlans(lab) == before
+
+    code, out, err = run_cli(lab, "locate", "10.0.0.5", "--bridge", "vmbr0", "--vlan", "20", "--json")
+    assert code in (0, 1), err
+    doc = json.loads(out)
+    assert [a["mac"] for a in doc["answers"]] == [SQUAT_MAC], doc
+    if layout == "vlan-aware-standard":     # placed by vmbr0's forwarding database in VLAN 20
+        assert (doc["answers"][0]["port"], doc["answers"][0]["where"]) == ("eno1", "uplink"), doc
     assert probe_ports(lab) == [] and self_vlans(lab) == before
