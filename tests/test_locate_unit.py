@@ -208,7 +208,8 @@ def test_collect_keeps_probing_and_every_mac():
     assert [c.mac for c in run.conflicts["k"]] == ["52:54:00:67:89:b4", "02:00:00:00:01:54"]
     assert not run.done(0.2)                         # a conflict does not end a collecting run
     assert len(run.due(0.1)) == 1                    # and probing goes on
-    assert run.done(run.window + 1e-9)
+    assert not run.done(run.window + 1e-9)           # the last probe is not out yet
+    assert len(run.due(0.2)) == 1 and run.done(run.window + 1e-9)
     plain = acd.ProbeRun([cand], acd.schedule_for(900), stop_on_first=False, rand=lambda: 0.0)
     plain.start(0.0)
     plain.due(0.0)

@@ -114,9 +114,9 @@ def test_clean_stale_deletes_only_ports_of_dead_processes(tmp_path, monkeypatch)
         (tmp_path / n).mkdir()
     deleted = []
     monkeypatch.setattr(hostnet, "SYS_NET", str(tmp_path))
-    monkeypatch.setattr(probeport, "_ip_quiet", lambda args: deleted.append(args))
+    monkeypatch.setattr(probeport, "_delete", deleted.append)
     assert probeport.clean_stale() == [stale]
-    assert deleted == [["link", "del", stale]]                  # the pair goes with its bridge end
+    assert deleted == [stale]                                   # the pair goes with its bridge end
 
 
 # -- plan_nic and the probe run --------------------------------------------------------

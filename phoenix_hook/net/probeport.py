@@ -92,7 +92,7 @@ class ProbePort:
         return None
 
     def close(self) -> None:
-        _ip_quiet(["link", "del", self.port])        # deleting one end deletes the pair
+        _delete(self.port)                           # deleting one end deletes the pair
 
 
 _count = 0
@@ -106,19 +106,29 @@ def _read(path: str) -> str | None:
         return None
 
 
+COMMAND_WAIT_S = 10.0            # rtnl_lock can be busy while many guests start at once
+
+
 def _run(argv, stdin: str | None = None) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=3)
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=COMMAND_WAIT_S)
     except FileNotFoundError:
         raise PortError(f"{argv[0]} (iproute2) is not installed") from None
     except subprocess.TimeoutExpired:
-        raise PortError(f"{argv[0]} did not answer within 3 s") from None
+        raise PortError(f"{argv[0]} did not answer within {COMMAND_WAIT_S:g} s") from None
 
 
-def _ip_quiet(args) -> None:
+def _delete(name: str) -> None:
+    """`ip link del name`, waited for up to COMMAND_WAIT_S. A slower one is left to finish
+    on its own (never killed half-way); a port it leaves is stale for the next run."""
     try:
-        subprocess.run(["ip", *args], capture_output=True, timeout=3)
-    except (OSError, subprocess.TimeoutExpired):
+        p = subprocess.Popen(["ip", "link", "del", name], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return
+    try:
+        p.wait(timeout=COMMAND_WAIT_S)
+    except subprocess.TimeoutExpired:
         pass
 
 
@@ -134,7 +144,7 @@ def clean_stale() -> list[str]:
         if pid is None or not name.startswith("vethphx") or pid == os.getpid():
             continue
         if not os.path.exists(f"/proc/{pid}"):
-            _ip_quiet(["link", "del", name])
+            _delete(name)
             gone.append(name)
     return gone
 
@@ -160,7 +170,7 @@ def open_port(bridge: str, vid: int, wait_s: float = FORWARD_WAIT_S) -> ProbePor
         f"link set {port} master {bridge}",
     ]) + "\n")
     if p.returncode != 0:
-        _ip_quiet(["link", "del", port])
+        _delete(port)
         raise PortError(f"could not add {what}: {_first_line(p.stderr)}")
     try:
         default_pvid = _read(os.path.join(hostnet.SYS_NET, bridge, "bridge", "default_pvid")) or "1"
@@ -186,7 +196,7 @@ def open_port(bridge: str, vid: int, wait_s: float = FORWARD_WAIT_S) -> ProbePor
         if not mac or not ifindex:
             raise PortError(f"{what} vanished while it was made")
     except BaseException:
-        _ip_quiet(["link", "del", port])
+        _delete(port)
         raise
     return ProbePort(bridge=bridge, vid=vid, port=port, peer=peer, mac=mac.lower(), ifindex=ifindex)
 
