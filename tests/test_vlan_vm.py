@@ -107,7 +107,7 @@ def start_early(session) -> None:
         return
     wanted = _selected(mine) or vm_tests()
     io_dir = Path(tempfile.mkdtemp(prefix="phoenix-vmlab-"))
-    _EARLY["run"] = (wanted, io_dir, _start(wanted, io_dir, nice=19))
+    _EARLY["run"] = (wanted, io_dir, _start(wanted, io_dir, nice=10))
 
 
 def stop_early() -> None:

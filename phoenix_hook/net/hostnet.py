@@ -247,7 +247,7 @@ def bridge_self_vlans(bridge: str) -> dict[int, bool] | None:
     import subprocess
     try:
         p = subprocess.run(["bridge", "-j", "vlan", "show", "dev", bridge], capture_output=True,
-                           text=True, timeout=2)
+                           text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return parse_bridge_vlans(p.stdout, bridge) if p.returncode == 0 else None

@@ -175,7 +175,7 @@ def _wait_for_port(lab, proc, timeout=60.0) -> list[str]:
 def test_probe_port_deleted_mid_probe_killed_run_cleaned_up_by_the_next(lab, pve, run_hook, aware):
     before = self_vlans(lab)
     guest951(pve)
-    pve.settings(probe_timeout_ms=4000, deadline_s=30)          # a window long enough to act in
+    pve.settings(probe_timeout_ms=4000)                          # a window long enough to act in
     add_holder(lab, aware, f"{IP}/24", OTHER_MAC, vid=30)
 
     # Someone (an ifreload, an admin) deletes the port during the probe: "could not check", never free.
@@ -206,7 +206,7 @@ def test_probe_port_deleted_mid_probe_killed_run_cleaned_up_by_the_next(lab, pve
     hook.communicate(timeout=30)
     assert probe_ports(lab) == stale
     # ... and the next run deletes it (its owner is gone), and its own.
-    pve.settings(probe_timeout_ms=250, deadline_s=10)
+    pve.settings(probe_timeout_ms=250)
     code, out, _recs = run_hook(lab, 951)
     assert code == 0, out
     free(out, ", through a temporary port in VLAN 20")
