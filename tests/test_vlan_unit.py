@@ -313,3 +313,27 @@ def test_scan_path_on_a_traditional_bridge(host):
     with pytest.raises(CannotCheck, match="vmbr0v20 .* is down"):
         sweep.choose_path("vmbr0", 20)
     assert sweep.choose_path("vmbr0", None).hears == (("vmbr0", None),)
+
+
+# -- the watch ---------------------------------------------------------------------------
+
+def test_watch_hears_an_uplinks_own_vlan_device():
+    """Traditional vmbr0 with the admin's eno1.20 and no vmbr0v20: VLAN 20 is heard on eno1 too."""
+    from phoenix_hook.watch import targets
+    segs = {("vmbr0", 20), ("vmbr0", 30), ("vmbr0", None)}
+    devs = {"eno1.20": (20, "eno1")}
+    p = targets.listen_plan(segs, {"vmbr0": bridge(), "vmbr0v20": None, "vmbr0v30": None}, {}, devs)
+    assert p.rx[("eno1", 20)] == (("vmbr0", 20),) and ("eno1", 30) not in p.rx
+    assert set(p.ifaces) == {"vmbr0", "eno1"}
+    aware = targets.listen_plan(segs, {"vmbr0": bridge(vf=True)}, {"vmbr0": {1: True}}, devs)
+    assert aware.rx[("eno1", 20)] == (("vmbr0", 20),)
+    pve = targets.listen_plan(segs, {"vmbr0": bridge(), "vmbr0v20": replace(bridge(), name="vmbr0v20")}, {}, devs)
+    assert ("eno1", 20) not in pve.rx                     # PVE's vmbr0v20 gets VLAN 20 untagged
+
+
+def test_watch_announces_nothing_in_a_vlan_the_bridge_is_not_in():
+    from phoenix_hook.watch import announce
+    g = ct("bridge=vmbr0,hwaddr=52:54:00:67:89:b1,ip=10.0.20.5/24,tag=20",
+           "bridge=vmbr0,hwaddr=52:54:00:67:89:b2,ip=10.0.0.5/24")
+    anns = announce.plan(g, S, AWARE)
+    assert [(a.iface, a.vlan, a.ip) for a in anns] == [("vmbr0", None, "10.0.0.5")]

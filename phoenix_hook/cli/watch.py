@@ -59,7 +59,7 @@ def list_watched(settings) -> int:
     wset = targets.build(guests, ignored=ignored)
     links = {n: hostnet.link(n) for n in targets.interfaces_to_read(wset.segments)}
     vlans = {n: hostnet.bridge_self_vlans(n) for n, link in links.items() if link and link.vlan_filtering}
-    listen = targets.listen_plan(wset.segments, links, vlans)
+    listen = targets.listen_plan(wset.segments, links, vlans, hostnet.vlan_devices())
     heard: dict = {}
     for (iface, vlan), segs in listen.rx.items():
         for seg in segs:

@@ -60,7 +60,10 @@ def plan(guest, settings, facts) -> list[Announcement]:
             continue
         for family in families(nic):
             planned = plan_nic(guest, nic, settings, facts, running=True, family=family)
-            if isinstance(planned, Candidate):
+            # via_port: a VLAN-aware bridge not in the guest's VLAN itself; the host cannot
+            # send there without a temporary port (net/probeport.py), and an announcement
+            # sent untagged would speak in the wrong VLAN: none is sent.
+            if isinstance(planned, Candidate) and not planned.via_port:
                 out.append(Announcement(iface=planned.iface, vlan=planned.vlan if planned.tagged else None,
                                         mac=nic.hwaddr, ip=planned.ip, family=family))
     return out

@@ -392,7 +392,7 @@ class Monitor:
                 self.down.discard(name)
                 self.say(f"{name} is up again", events.NOTICE)
         self.links = links
-        listen = targets.listen_plan(self.wset.segments, links, self.self_vlans)
+        listen = targets.listen_plan(self.wset.segments, links, self.self_vlans, hostnet.vlan_devices())
         for note in listen.notes:
             self.say_once(("note", note), note, events.NOTICE)
         for bridge in listen.missing:

@@ -134,7 +134,7 @@ class Listen:
     notes: tuple[str, ...] = ()
 
 
-def listen_plan(segments, links: dict, self_vlans: dict) -> Listen:
+def listen_plan(segments, links: dict, self_vlans: dict, vlan_devs: dict | None = None) -> Listen:
     """Where each (bridge, VLAN) segment is heard on this host (REFERENCE section 4).
 
     links: interface name -> hostnet.Link or None (no such interface);
@@ -146,8 +146,13 @@ def listen_plan(segments, links: dict, self_vlans: dict) -> Listen:
     - tag N on a VLAN-aware bridge: tagged N on the bridge (the watch holds
       it promiscuous, so every VID reaches the host: br_handle_vlan in
       net/bridge/br_vlan.c), untagged where the bridge's own entry for N is
-      "Egress Untagged"; re-probes only where N is on the bridge itself.
+      "Egress Untagged"; re-probes only where N is on the bridge itself;
+    - tag N where an uplink has its own VLAN device for N (an admin's eno1.N,
+      vlan_devs: hostnet.vlan_devices()) and no vmbrXvN takes it: also tagged N
+      on that uplink, since the kernel hands VLAN N's frames to eno1.N before
+      the bridge sees them (hostnet.vlan_taps).
     """
+    from phoenix_hook.net.hostnet import vlan_taps
     rx: dict = {}
     send: dict = {}
     missing: set[str] = set()
@@ -170,6 +175,8 @@ def listen_plan(segments, links: dict, self_vlans: dict) -> Listen:
         elif link.vlan_filtering:
             vids = self_vlans.get(bridge) or {}
             hear(bridge, vlan, seg)
+            for port in vlan_taps(link, vlan_devs or {}, vlan):
+                hear(port, vlan, seg)
             if vids.get(vlan):
                 hear(bridge, None, seg)
             if vlan in vids:
@@ -186,6 +193,8 @@ def listen_plan(segments, links: dict, self_vlans: dict) -> Listen:
                 send[seg] = (vname, None)
             else:
                 send[seg] = (bridge, vlan)
+                for port in vlan_taps(link, vlan_devs or {}, vlan):
+                    hear(port, vlan, seg)
     ifaces = tuple(sorted({iface for iface, _vlan in rx}))
     return Listen(ifaces=ifaces, rx={k: tuple(v) for k, v in rx.items()}, send=send,
                   missing=tuple(sorted(missing)), notes=tuple(notes))
