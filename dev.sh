@@ -93,7 +93,7 @@ setup() {
 # The VM lab (tests/vmlab/harness.py): qemu from apt; Debian's kernel and
 # busybox-static downloaded and unpacked into a cache, never installed (no
 # initramfs-tools hook runs, nothing lands in /boot, no busybox conflict).
-VMLAB_CACHE=${PHOENIX_VMLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phoenix-hook/vmlab}
+VMLAB_CACHE=${PHOENIX_VMLAB_CACHE:-${XDG_CACHE_HOME:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache}/phoenix-hook/vmlab}
 
 vmlab_unpack() {   # vmlab_unpack <package> <dir under the cache> <file that proves it is there>
   local pkg=$1 dest="$VMLAB_CACHE/$2" tmp
