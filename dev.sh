@@ -3,6 +3,7 @@
 #   sudo ./dev.sh demo    replay a duplicate-IP outage in a throwaway namespace lab
 #   sudo ./dev.sh test    run the whole test suite (lab tests need root)
 #   sudo ./dev.sh bench   run the benchmarks (bench/), results in bench/results/
+#   ./dev.sh deb          build dist/phoenix-hook_<version>_all.deb (reproducible)
 #   ./dev.sh setup        only install what the above need
 # Everything runs from a virtualenv in .venv; system packages (iproute2,
 # arping, arp-scan, nmap, dnsmasq) come from apt when run as root.
@@ -13,6 +14,9 @@ VENV=${PHOENIX_DEV_VENV:-.venv}
 say() { printf 'dev.sh: %s\n' "$*" >&2; }
 # CI is on for any value of $CI but "", "false" and "0" (tests/conftest.py reads it the same way).
 is_ci() { case "${CI:-}" in ""|false|False|FALSE|0) return 1 ;; *) return 0 ;; esac; }
+
+# A Debian package is installed (dpkg-query: "installed", not only unpacked).
+have_deb() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
 
 need_apt() {
   local missing=()
@@ -27,6 +31,12 @@ need_apt() {
   if is_ci; then
     command -v kea-dhcp4 >/dev/null || missing+=(kea-dhcp4-server)
     command -v dhcpd >/dev/null || missing+=(isc-dhcp-server)
+    # The .deb: lintian checks it, and what it installs runs under Debian's
+    # python3 with Debian's own libraries (tests/test_deb.py).
+    command -v lintian >/dev/null || missing+=(lintian)
+    for p in python3-netaddr python3-proxmoxer python3-requests; do
+      have_deb "$p" || missing+=("$p")
+    done
   fi
   printf '%s\n' "${missing[@]}"
 }
@@ -71,6 +81,16 @@ case "${1:-help}" in
     set -e
     if [ "$rc" -eq 5 ]; then say "pytest collected no tests: that is a failure"; exit 1; fi
     exit "$rc" ;;
+  deb)
+    shift
+    command -v dpkg-deb >/dev/null || { say "dpkg-deb not found: build the .deb on Debian"; exit 3; }
+    # Reproducible: the time of the last commit stamps every file (without git,
+    # build_deb.py takes the changelog's date).
+    if [ -z "${SOURCE_DATE_EPOCH:-}" ] && git rev-parse --git-dir >/dev/null 2>&1; then
+      SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
+      export SOURCE_DATE_EPOCH
+    fi
+    exec python3 -B packaging/build_deb.py "$@" ;;
   bench)
     setup; shift
     for b in bench/bench_*.py; do say "running $b"; "$VENV/bin/python" "$b" "$@"; done ;;

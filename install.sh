@@ -10,6 +10,9 @@
 #   not executable (check_hookscript), so the snippet is written first;
 # - a pre-start whose hookscript is missing fails the start, so --uninstall
 #   detaches every guest before it removes the snippet and the venv.
+# With the Debian package phoenix-hook installed (dpkg-query says so), the
+# hookscript is the package's (/usr/share/phoenix-hook, #!/usr/bin/python3 -I)
+# and there is no venv: this script then only writes the snippet and attaches.
 set -euo pipefail
 
 readonly ME="phoenix-hook install"
@@ -21,6 +24,7 @@ PREFIX=${PHOENIX_PREFIX:-/opt/phoenix-hook}
 BINDIR=${PHOENIX_BINDIR:-/usr/local/bin}
 ETC=${PHOENIX_ETC:-/etc/phoenix-hook}
 PYTHON=${PHOENIX_PYTHON:-python3}
+PKG_SHARE=${PHOENIX_PKG_SHARE:-/usr/share/phoenix-hook}
 VENV_ARGS=() PIP_ARGS=()
 read -r -a VENV_ARGS <<<"${PHOENIX_VENV_ARGS:-}"
 read -r -a PIP_ARGS <<<"${PHOENIX_PIP_ARGS:-}"
@@ -34,6 +38,9 @@ Usage: ./install.sh [--storage NAME] [--attach VMID... | --attach all [--vms]] [
 Installs phoenix-hook on this Proxmox VE node (run as root, on every node):
   - a venv at $PREFIX/venv with this checkout pip-installed into it,
     and the command $BINDIR/phoenix-hook (a symlink into the venv);
+    with the Debian package phoenix-hook installed, neither: the package
+    has the command and the code, and the hookscript comes from
+    $PKG_SHARE (a venv of an earlier install is removed);
   - the hookscript STORAGE:snippets/$SNIPPET_NAME (the storage gets
     'snippets' content enabled if it lacks it; its other content is kept);
   - $ETC/phoenix-hook.conf with every setting commented out, only if
@@ -74,7 +81,8 @@ Files: $ETC/state/install (where things were installed),
        $ETC/chain/VMID (volid= and path= of a chained previous hookscript).
 
 Environment (for tests and unusual layouts): PHOENIX_PREFIX, PHOENIX_BINDIR,
-PHOENIX_ETC, PHOENIX_PYTHON (creates the venv, default python3),
+PHOENIX_ETC, PHOENIX_PKG_SHARE (the package's files, default
+/usr/share/phoenix-hook), PHOENIX_PYTHON (creates the venv, default python3),
 PHOENIX_VENV_ARGS (extra 'python3 -m venv' arguments, e.g.
 --system-site-packages), PHOENIX_PIP_ARGS (extra 'pip install' arguments,
 e.g. --no-deps --no-index). The hook itself reads
@@ -144,12 +152,20 @@ STATE=$ETC/state
 GUEST_STATE=$STATE/guests
 CHAIN_DIR=$ETC/chain
 CONF=$ETC/phoenix-hook.conf
+CONF_SRC=$REPO_DIR/conf/phoenix-hook.conf
+HOOK_SRC=$REPO_DIR/hookscripts/phoenix-hook.py
 TMPD=$(mktemp -d)
 trap 'rm -rf "$TMPD"' EXIT
 FAILED=0
 SKIPPED=()
 
 # --- small helpers ---------------------------------------------------------
+# The Debian package is installed (not only unpacked, not removed).
+package_installed() {
+  command -v dpkg-query >/dev/null 2>&1 &&
+    [[ $(dpkg-query -W -f='${db:Status-Status}' phoenix-hook 2>/dev/null) == installed ]]
+}
+
 # The value of KEY in a key=value file (empty if absent).  No eval, no source.
 read_kv() {
   local file=$1 key=$2 line
@@ -258,7 +274,7 @@ ensure_snippets_content() {
 
 SNIPPET_PATH=''
 install_snippet() {
-  local src=$REPO_DIR/hookscripts/phoenix-hook.py tmp first
+  local src=$HOOK_SRC tmp first
   [[ -f $src ]] || die "$EXIT_FAILED" "$src is missing; run install.sh from a complete checkout"
   SNIPPET_PATH=$(pvesm path "$VOLID" 2>"$TMPD/err") ||
     die "$EXIT_FAILED" "cannot resolve $VOLID: $(head -n1 "$TMPD/err")"
@@ -266,11 +282,15 @@ install_snippet() {
   mkdir -p "$(dirname "$SNIPPET_PATH")"
   tmp=$(mktemp "$(dirname "$SNIPPET_PATH")/.$SNIPPET_NAME.XXXXXX")
   IFS= read -r first <"$src" || true
-  {
-    printf '#!%s\n' "$VENV/bin/python3"
-    # Replace the source's shebang; a source without one keeps line 1.
-    if [[ $first == '#!'* ]]; then tail -n +2 "$src"; else cat "$src"; fi
-  } >"$tmp"
+  if ((PACKAGE)); then
+    cat "$src" >"$tmp"          # the package's own: #!/usr/bin/python3 -I
+  else
+    {
+      printf '#!%s\n' "$VENV/bin/python3"
+      # Replace the source's shebang; a source without one keeps line 1.
+      if [[ $first == '#!'* ]]; then tail -n +2 "$src"; else cat "$src"; fi
+    } >"$tmp"
+  fi
   chmod 0755 "$tmp"
   mv -f "$tmp" "$SNIPPET_PATH"
   say "hookscript $VOLID written to $SNIPPET_PATH"
@@ -282,49 +302,8 @@ install_settings() {
     say "kept the existing settings file $CONF"
     return 0
   fi
-  cat >"$TMPD/conf" <<'EOF'
-# phoenix-hook settings. Every setting below is commented out and shows its
-# default: uncomment a line to change it. install.sh writes this file only
-# when none exists and never overwrites it; --uninstall keeps it.
-
-[phoenix-hook]
-# On a conflict at pre-start: enforce refuses the start, warn starts it with a WARNING line, off does not check.
-#mode = enforce
-# How long the ARP probes listen for an answer, in ms; rfc5227 uses the RFC's full timings (several seconds).
-#probe_timeout_ms = 1000
-# Hard limit for one hook run, in seconds: a start is never held longer.
-#deadline_s = 10
-# When the hook cannot check (bridge missing, no permission): allow the start, or refuse it.
-#on_error = allow
-# Where guest configs are read from (point it at a copy of the tree for tests).
-#pve_root = /etc/pve
-# This node's name in the cluster (default: this host's short name).
-#node =
-# One JSON line per decision is appended to this file.
-#log_file = /var/log/phoenix-hook/decisions.jsonl
-# Addresses never probed, comma-separated (e.g. VRRP/keepalived addresses).
-#ignore =
-# Address ranges your DHCP server hands out, comma-separated, e.g. 10.0.0.100-10.0.0.199.
-#dhcp_ranges =
-# Where hooks record the addresses of guests starting right now (tmpfs, cleared at boot).
-#run_dir = /run/phoenix-hook
-
-# Reading guests through the API instead of /etc/pve (for use off the node):
-#[api]
-#host = pve1.example.com
-#port = 8006
-#user = phoenix@pve
-#token_name = audit
-# the token secret alone, in a file readable by root only (mode 600)
-#token_file = /etc/phoenix-hook/api-token
-#verify_ssl = true
-#timeout = 5
-
-# Settings for one guest: a [guest:VMID] section overrides the keys above.
-#[guest:951]
-#mode = warn
-#probe_timeout_ms = rfc5227
-EOF
+  [[ -f $CONF_SRC ]] || die "$EXIT_FAILED" "$CONF_SRC is missing; run install.sh from a complete checkout"
+  cp "$CONF_SRC" "$TMPD/conf"
   chmod 0644 "$TMPD/conf"
   mv -f "$TMPD/conf" "$CONF"
   say "wrote the default settings file $CONF"
@@ -409,15 +388,45 @@ attach_requested() {
   fi
 }
 
+# The package replaces a venv install: once the snippet runs Debian's
+# python3, the venv and its command link (as recorded) are not needed.
+remove_old_venv() {
+  local prefix bindir venv link
+  [[ $(read_kv "$STATE/install" mode) != package ]] || return 0
+  prefix=$(read_kv "$STATE/install" prefix)
+  bindir=$(read_kv "$STATE/install" bindir)
+  [[ -n $prefix ]] || return 0
+  venv=$prefix/venv link=${bindir:-$BINDIR}/phoenix-hook
+  if [[ -L $link && $(readlink "$link") == "$venv/"* ]]; then
+    rm -f "$link"
+    say "removed $link (the package's /usr/bin/phoenix-hook replaces it)"
+  fi
+  if [[ -d $venv ]]; then
+    rm -rf "$venv"
+    rmdir "$prefix" 2>/dev/null || true
+    say "removed the venv $venv: the hookscript now runs the phoenix-hook package"
+  fi
+}
+
 do_install() {
-  install_venv
-  install_command
+  if ((PACKAGE)); then
+    say "the phoenix-hook package is installed: using its hookscript and Debian's python3 (no venv)"
+  else
+    install_venv
+    install_command
+  fi
   ensure_snippets_content
   install_snippet
   install_settings
-  write_lines "$STATE/install" "storage=$STORAGE" "volid=$VOLID" \
-    "snippet=$SNIPPET_PATH" "prefix=$PREFIX" "bindir=$BINDIR"
-  say "installed: $BINDIR/phoenix-hook -> $VENV/bin/phoenix-hook"
+  if ((PACKAGE)); then
+    remove_old_venv
+    write_lines "$STATE/install" "mode=package" "storage=$STORAGE" "volid=$VOLID" "snippet=$SNIPPET_PATH"
+    say "installed: hookscript $VOLID from the phoenix-hook package"
+  else
+    write_lines "$STATE/install" "mode=venv" "storage=$STORAGE" "volid=$VOLID" \
+      "snippet=$SNIPPET_PATH" "prefix=$PREFIX" "bindir=$BINDIR"
+    say "installed: $BINDIR/phoenix-hook -> $VENV/bin/phoenix-hook"
+  fi
   if ((${#ATTACH[@]})); then attach_requested; fi
   if ((FAILED)); then exit "$EXIT_FAILED"; fi
   if ((${#SKIPPED[@]})); then
@@ -507,19 +516,31 @@ do_uninstall() {
     rm -f "$snippet"
     say "removed the hookscript $snippet"
   fi
-  link=$BINDIR/phoenix-hook
-  if [[ -L $link && $(readlink "$link") == "$VENV/"* ]]; then
-    rm -f "$link"
-    say "removed $link"
+  # A package install has no venv of its own: one at the default prefix is not ours.
+  if [[ $(read_kv "$STATE/install" mode) != package ]]; then
+    link=$BINDIR/phoenix-hook
+    if [[ -L $link && $(readlink "$link") == "$VENV/"* ]]; then
+      rm -f "$link"
+      say "removed $link"
+    fi
+    if [[ -d $VENV ]]; then
+      rm -rf "$VENV"
+      say "removed $VENV"
+    fi
+    rmdir "$PREFIX" 2>/dev/null || true
   fi
-  if [[ -d $VENV ]]; then
-    rm -rf "$VENV"
-    say "removed $VENV"
-  fi
-  rmdir "$PREFIX" 2>/dev/null || true
   rm -rf "$STATE" "$CHAIN_DIR"
+  if package_installed; then
+    say "the phoenix-hook package stays installed; remove it with: apt remove phoenix-hook"
+  fi
   say "kept $CONF (your settings) and the decision log (log_file, default /var/log/phoenix-hook/); remove them by hand if you want"
 }
 
+PACKAGE=0
+if package_installed && [[ -f $PKG_SHARE/hookscripts/phoenix-hook.py ]]; then
+  PACKAGE=1
+  HOOK_SRC=$PKG_SHARE/hookscripts/phoenix-hook.py
+  [[ -f $CONF_SRC ]] || CONF_SRC=$PKG_SHARE/conf/phoenix-hook.conf
+fi
 if ((UNINSTALL)); then do_uninstall; else do_install; fi
 exit 0

@@ -55,6 +55,8 @@ class Node:
         self.repo = tmp / "repo"
         (self.repo / "hookscripts").mkdir(parents=True)
         shutil.copy2(REPO / "install.sh", self.repo / "install.sh")
+        (self.repo / "conf").mkdir()
+        shutil.copy2(REPO / "conf" / "phoenix-hook.conf", self.repo / "conf" / "phoenix-hook.conf")
         src = REPO / "hookscripts" / "phoenix-hook.py"
         (self.repo / "hookscripts" / "phoenix-hook.py").write_text(
             src.read_text() if src.exists() else STAND_IN_HOOK)
@@ -449,3 +451,84 @@ def test_real_venv_and_command_symlink(tmp_path):
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith(str(venv)), check.stdout
     assert node.snippet.read_text().startswith(f"#!{venv}/bin/python3\n")
+
+
+# --- with the Debian package installed ------------------------------------------
+PKG_SHEBANG = "#!/usr/bin/python3 -I\n"
+
+
+def package_share(node, status="installed"):
+    """A stand-in for /usr/share/phoenix-hook, and dpkg-query answering `status` for phoenix-hook."""
+    share = node.tmp / "usr-share-phoenix-hook"
+    (share / "hookscripts").mkdir(parents=True, exist_ok=True)
+    (share / "conf").mkdir(exist_ok=True)
+    body = (REPO / "hookscripts" / "phoenix-hook.py").read_text().split("\n", 1)[1]
+    hook = share / "hookscripts" / "phoenix-hook.py"
+    hook.write_text(PKG_SHEBANG + body)
+    hook.chmod(0o755)
+    shutil.copy2(REPO / "conf" / "phoenix-hook.conf", share / "conf" / "phoenix-hook.conf")
+    # dpkg-query -W -f='${db:Status-Status}' phoenix-hook
+    (node.bin / "dpkg-query").write_text(
+        "#!/bin/sh\n[ \"$3\" = phoenix-hook ] && [ \"$2\" = '-f=${db:Status-Status}' ] || exit 64\n"
+        f"printf '%s' '{status}'\n")
+    (node.bin / "dpkg-query").chmod(0o755)
+    return share
+
+
+def test_with_the_package_there_is_no_venv_and_the_snippet_is_the_packages(node):
+    share = package_share(node)
+    node.add_guest(101)
+    r = ok(node.run("--attach", "101", PHOENIX_PKG_SHARE=str(share)))
+    assert [c for c in node.calls() if c[0] == "python"] == []
+    assert not node.prefix.exists() and not (node.bindir / "phoenix-hook").exists()
+    assert node.snippet.read_bytes() == (share / "hookscripts" / "phoenix-hook.py").read_bytes()
+    assert node.snippet.read_text().startswith(PKG_SHEBANG)
+    assert stat.S_IMODE(node.snippet.stat().st_mode) == 0o755
+    assert node.changes() == [set_hook(101)]
+    assert kv(node.etc / "state" / "install")["mode"] == "package"
+    assert "prefix" not in kv(node.etc / "state" / "install")
+    assert (node.etc / "phoenix-hook.conf").read_text() == (REPO / "conf" / "phoenix-hook.conf").read_text()
+    assert any("the phoenix-hook package is installed" in line for line in r.stdout.splitlines())
+
+
+@pytest.mark.parametrize("status", ["config-files", "not-installed", "half-configured"])
+def test_a_package_that_is_not_installed_means_the_venv_route(node, status):
+    share = package_share(node, status)
+    ok(node.run(PHOENIX_PKG_SHARE=str(share)))
+    assert (node.prefix / "venv").is_dir()
+    assert node.snippet.read_text().startswith(f"#!{node.prefix}/venv/bin/python3\n")
+    assert kv(node.etc / "state" / "install")["mode"] == "venv"
+
+
+def test_the_package_replaces_an_earlier_venv_install(node):
+    node.add_snippet("backup.sh")
+    node.add_guest(101)
+    node.add_guest(105, hookscript="local:snippets/backup.sh")
+    ok(node.run("--attach", "101", "105", "--chain"))
+    assert (node.prefix / "venv").is_dir() and (node.bindir / "phoenix-hook").is_symlink()
+    chain = (node.etc / "chain" / "105").read_text()
+    node.forget_calls()
+
+    share = package_share(node)
+    r = ok(node.run(PHOENIX_PKG_SHARE=str(share)))
+    assert node.changes() == []                       # same volid: the guests need no change
+    assert node.snippet.read_text().startswith(PKG_SHEBANG)
+    assert not node.prefix.exists() and not (node.bindir / "phoenix-hook").is_symlink()
+    assert (node.etc / "chain" / "105").read_text() == chain
+    assert sorted(p.name for p in (node.etc / "state" / "guests").iterdir()) == ["101", "105"]
+    assert kv(node.etc / "state" / "install")["mode"] == "package"
+    assert any(line.startswith(ME + f"removed the venv {node.prefix / 'venv'}") for line in r.stdout.splitlines())
+
+
+def test_uninstall_with_the_package_detaches_and_leaves_the_package(node):
+    share = package_share(node)
+    node.add_guest(101)
+    ok(node.run("--attach", "101", PHOENIX_PKG_SHARE=str(share)))
+    (node.prefix / "venv").mkdir(parents=True)         # not ours: a package install has no venv
+    node.forget_calls()
+    r = ok(node.run("--uninstall", PHOENIX_PKG_SHARE=str(share)))
+    assert node.changes() == [delete_hook(101)]
+    assert not node.snippet.exists()
+    assert (node.prefix / "venv").is_dir()
+    assert (share / "hookscripts" / "phoenix-hook.py").exists()
+    assert ME + "the phoenix-hook package stays installed; remove it with: apt remove phoenix-hook" in r.stdout.splitlines()
