@@ -25,6 +25,10 @@ BINDIR=${PHOENIX_BINDIR:-/usr/local/bin}
 ETC=${PHOENIX_ETC:-/etc/phoenix-hook}
 PYTHON=${PHOENIX_PYTHON:-python3}
 PKG_SHARE=${PHOENIX_PKG_SHARE:-/usr/share/phoenix-hook}
+PVE_ROOT=${PHOENIX_PVE_ROOT:-/etc/pve}
+NODE=${PHOENIX_NODE:-$(uname -n | cut -d. -f1)}     # PVE's nodename: the short host name
+# pve-storage plugins whose content types include snippets.
+readonly SNIPPET_TYPES=" dir nfs cifs cephfs glusterfs btrfs "
 VENV_ARGS=() PIP_ARGS=()
 read -r -a VENV_ARGS <<<"${PHOENIX_VENV_ARGS:-}"
 read -r -a PIP_ARGS <<<"${PHOENIX_PIP_ARGS:-}"
@@ -48,7 +52,9 @@ Installs phoenix-hook on this Proxmox VE node (run as root, on every node):
 Running it again updates the installation and changes nothing else.
 
 Options:
-  --storage NAME  snippets storage for the hookscript (default: local)
+  --storage NAME  snippets storage for the hookscript (default: local); a dir,
+                  nfs, cifs, cephfs, glusterfs or btrfs storage, active and
+                  mounted on this node (pvesm status activates it first)
   --attach VMID...
                   attach the hookscript to these containers (after installing)
                   with pct set VMID --hookscript STORAGE:snippets/$SNIPPET_NAME
@@ -65,6 +71,11 @@ Options:
                   the venv and the state. Keeps $ETC/phoenix-hook.conf and the
                   decision log. If a guest cannot be restored, nothing is
                   removed (its start still needs the venv); fix and rerun.
+                  On shared storage the snippet stays while guests of other
+                  nodes name it (the last node's --uninstall removes it).
+                  Snapshots and backups keep the hookscript line: guests
+                  with such snapshots are listed, with the command that
+                  detaches them after a rollback or restore.
   -h, --help      this text
 
 Exit codes:
@@ -82,7 +93,8 @@ Files: $ETC/state/install (where things were installed),
 
 Environment (for tests and unusual layouts): PHOENIX_PREFIX, PHOENIX_BINDIR,
 PHOENIX_ETC, PHOENIX_PKG_SHARE (the package's files, default
-/usr/share/phoenix-hook), PHOENIX_PYTHON (creates the venv, default python3),
+/usr/share/phoenix-hook), PHOENIX_PVE_ROOT (default /etc/pve), PHOENIX_NODE
+(this node's name), PHOENIX_PYTHON (creates the venv, default python3),
 PHOENIX_VENV_ARGS (extra 'python3 -m venv' arguments, e.g.
 --system-site-packages), PHOENIX_PIP_ARGS (extra 'pip install' arguments,
 e.g. --no-deps --no-index). The hook itself reads
@@ -189,6 +201,80 @@ write_lines() {
 list_vmids() { awk 'NR > 1 && $1 ~ /^[0-9]+$/ { print $1 }' "$1"; }
 
 tool_for() { if [[ $1 == vm ]]; then echo qm; else echo pct; fi; }
+
+# `pct|qm set VMID ARGS...` with its output kept out of ours (qm prints
+# "update VM N: ..."); on failure SET_ERR holds PVE's own reason, e.g.
+# "CT is locked (backup)".
+SET_ERR=''
+guest_set() {
+  local tool=$1; shift
+  if "$tool" set "$@" >"$TMPD/set.out" 2>"$TMPD/set.err"; then return 0; fi
+  SET_ERR=$(grep -v '^[[:space:]]*$' "$TMPD/set.err" | tail -n 1 || true)
+  [[ -n $SET_ERR ]] || SET_ERR="$tool set failed"
+  return 1
+}
+
+# The storage's configuration (pvesh get /storage/NAME): sets ST_TYPE,
+# ST_CONTENT, ST_SHARED (1 when pve-storage marks it shared: nfs, cifs,
+# cephfs... or 'shared 1'), ST_PATH and ST_MOUNT (is_mountpoint).
+ST_TYPE='' ST_CONTENT='' ST_SHARED=0 ST_PATH='' ST_MOUNT=''
+read_storage() {
+  local line
+  pvesh get "/storage/$1" --output-format json >"$TMPD/storage.json" 2>"$TMPD/err" || return 1
+  ST_TYPE='' ST_CONTENT='' ST_SHARED=0 ST_PATH='' ST_MOUNT=''
+  while IFS= read -r line; do
+    case $line in
+      type=*) ST_TYPE=${line#type=} ;;
+      content=*) ST_CONTENT=${line#content=} ;;
+      shared=*) [[ ${line#shared=} == 1 || ${line#shared=} == True ]] && ST_SHARED=1 ;;
+      path=*) ST_PATH=${line#path=} ;;
+      is_mountpoint=*) ST_MOUNT=${line#is_mountpoint=} ;;
+    esac
+  done < <(python3 -I -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+for k in ("type", "content", "shared", "path", "is_mountpoint"):
+    v = d.get(k) if isinstance(d, dict) else None
+    if v is not None and "\n" not in str(v):
+        print(f"{k}={v}")' "$TMPD/storage.json" 2>>"$TMPD/err")
+  [[ -n $ST_TYPE ]]
+}
+
+# "local (dir), nfs1 (nfs)": the storages that can hold snippets.
+snippet_storages() {
+  local list
+  list=$(pvesh get /storage --output-format json 2>/dev/null | python3 -I -c 'import json, sys
+ok = set(sys.argv[1].split())
+try:
+    stores = json.load(sys.stdin)
+except ValueError:
+    stores = []
+print(", ".join("%s (%s)" % (s.get("storage"), s.get("type")) for s in stores
+                if isinstance(s, dict) and s.get("type") in ok and not s.get("disable")))' "$SNIPPET_TYPES" 2>/dev/null) || list=''
+  if [[ -n $list ]]; then printf '%s\n' "$list"; else
+    printf '%s\n' "none is defined; add one, e.g. pvesm add dir snippets --path /var/lib/snippets --content snippets"
+  fi
+}
+
+# Every hookscript line naming VOLID in the cluster's configs ($PVE_ROOT/nodes/*):
+# "NODE ct|vm VMID SECTION", SECTION "-" for the current config, PENDING, or
+# a snapshot's name.  Read from the files: pct/qm see only this node.
+volid_refs() {
+  local want=$1 files=()
+  shopt -s nullglob
+  files=("$PVE_ROOT"/nodes/*/lxc/*.conf "$PVE_ROOT"/nodes/*/qemu-server/*.conf)
+  shopt -u nullglob
+  ((${#files[@]})) || return 0
+  awk -v want="$want" '
+    FNR == 1 {
+      sec = "-"; n = split(FILENAME, p, "/"); vmid = p[n]; sub(/\.conf$/, "", vmid)
+      kind = (p[n - 1] == "lxc") ? "ct" : "vm"; node = p[n - 2]
+    }
+    /^\[/ { sec = $0; gsub(/^\[|\][ \t]*$/, "", sec); next }
+    /^hookscript:/ {
+      v = $0; sub(/^hookscript:[ \t]*/, "", v); sub(/[ \t\r]+$/, "", v)
+      if (v == want) print node, kind, vmid, sec
+    }' "${files[@]}"
+}
 label_for() { if [[ $1 == vm ]]; then echo VM; else echo CT; fi; }
 
 # Look a guest up: sets G_KIND (ct|vm) and G_HOOK (its hookscript volid, or
@@ -206,8 +292,11 @@ read_guest() {
   for kind in "${kinds[@]}"; do
     if out=$("$(tool_for "$kind")" config "$vmid" 2>"$TMPD/err"); then
       G_KIND=$kind
-      # Only the lines before the first [section] are the current config.
-      G_HOOK=$(printf '%s\n' "$out" | awk '/^\[/ { exit } /^hookscript: / { print $2; exit }')
+      # `pct/qm config` prints the config with pending values merged, no
+      # sections; stop at one anyway.  The whole rest of the line: a volid may
+      # hold spaces (local:snippets/my hook.sh).
+      G_HOOK=$(printf '%s\n' "$out" | sed -n '/^\[/q; s/^hookscript:[[:space:]]*//p' | head -n 1)
+      G_HOOK=${G_HOOK%"${G_HOOK##*[![:space:]]}"}
       return 0
     fi
   done
@@ -253,23 +342,45 @@ install_command() {
 
 # Make sure STORAGE may hold snippets; keep every content type it has.
 ensure_snippets_content() {
-  local json content
-  if ! json=$(pvesh get "/storage/$STORAGE" --output-format json 2>"$TMPD/err"); then
+  local content
+  read_storage "$STORAGE" ||
     die "$EXIT_FAILED" "cannot read storage '$STORAGE': $(head -n1 "$TMPD/err") (choose one with --storage)"
-  fi
-  # "content" is a comma-separated list of [a-z] words (PVE encodes the
-  # content hash that way in API2/Storage/Config.pm); "content-dirs" must
-  # not match, hence the quote right after the key.
-  content=$(printf '%s\n' "$json" |
-    sed -n 's/.*"content"[[:space:]]*:[[:space:]]*"\([a-z,]*\)".*/\1/p' | head -n1)
-  [[ -n $content ]] ||
-    die "$EXIT_FAILED" "cannot tell the content types of storage '$STORAGE'; enable snippets yourself (pvesm set $STORAGE --content <its list>,snippets) and rerun"
+  [[ $SNIPPET_TYPES == *" $ST_TYPE "* ]] ||
+    die "$EXIT_FAILED" "storage '$STORAGE' ($ST_TYPE) cannot hold snippets; choose one with --storage: $(snippet_storages)"
+  # "content" is a comma-separated list (API2/Storage/Config.pm).
+  content=$ST_CONTENT
   case ,$content, in *,snippets,*) return 0 ;; esac
-  say "storage '$STORAGE' has no 'snippets' content (it has $content); enabling it"
+  say "storage '$STORAGE' has no 'snippets' content (it has ${content:-none}); enabling it"
   # 'none' cannot be combined with other content types.
-  if [[ $content == none ]]; then content=snippets; else content=$content,snippets; fi
-  pvesm set "$STORAGE" --content "$content" ||
-    die "$EXIT_FAILED" "could not enable snippets on storage '$STORAGE'; choose another with --storage"
+  if [[ -z $content || $content == none ]]; then content=snippets; else content=$content,snippets; fi
+  guest_set pvesm "$STORAGE" --content "$content" ||
+    die "$EXIT_FAILED" "could not enable snippets on storage '$STORAGE' ($SET_ERR); choose another with --storage"
+  # pvesm only warns about a content type the storage's plugin rejects.
+  read_storage "$STORAGE" && [[ ,$ST_CONTENT, == *,snippets,* ]] ||
+    die "$EXIT_FAILED" "storage '$STORAGE' ($ST_TYPE) cannot hold snippets; choose one with --storage: $(snippet_storages)"
+}
+
+# `pvesm path` mounts nothing: on an NFS/CIFS store that is not mounted the
+# snippet would land on this node's own disk under /mnt/pve/NAME and be hidden
+# once the share mounts.  `pvesm status --storage` activates it (mounts it);
+# then the mount must really be there.
+activate_storage() {
+  local status mp=''
+  status=$(pvesm status --storage "$STORAGE" 2>"$TMPD/err" | awk -v s="$STORAGE" '$1 == s { print $3; exit }') || true
+  [[ $status == active ]] ||
+    die "$EXIT_FAILED" "storage '$STORAGE' is not active on this node (pvesm status: ${status:-no answer}; $(grep -m1 . "$TMPD/err" || echo 'no error text')); fix its mount or connection and rerun"
+  case $ST_TYPE in
+    nfs | cifs | cephfs | glusterfs) mp=${ST_PATH:-/mnt/pve/$STORAGE} ;;
+    dir)
+      case ${ST_MOUNT,,} in
+        '' | 0 | no | off | false) ;;
+        1 | yes | on | true) mp=$ST_PATH ;;
+        *) mp=$ST_MOUNT ;;
+      esac ;;
+  esac
+  if [[ -n $mp ]] && ! mountpoint -q "$mp"; then
+    die "$EXIT_FAILED" "storage '$STORAGE' ($ST_TYPE) is not mounted at $mp: the hookscript would land on this node's own disk and vanish under the mount; mount it (pvesm status) and rerun"
+  fi
 }
 
 SNIPPET_PATH=''
@@ -279,6 +390,9 @@ install_snippet() {
   SNIPPET_PATH=$(pvesm path "$VOLID" 2>"$TMPD/err") ||
     die "$EXIT_FAILED" "cannot resolve $VOLID: $(head -n1 "$TMPD/err")"
   [[ $SNIPPET_PATH == /* ]] || die "$EXIT_FAILED" "pvesm path $VOLID gave '$SNIPPET_PATH', not a path"
+  if [[ -n $ST_PATH && $SNIPPET_PATH != "${ST_PATH%/}/"* ]]; then
+    die "$EXIT_FAILED" "pvesm path $VOLID gave $SNIPPET_PATH, which is not on storage '$STORAGE' ($ST_PATH)"
+  fi
   mkdir -p "$(dirname "$SNIPPET_PATH")"
   tmp=$(mktemp "$(dirname "$SNIPPET_PATH")/.$SNIPPET_NAME.XXXXXX")
   IFS= read -r first <"$src" || true
@@ -356,9 +470,9 @@ attach_guest() {
     write_lines "$CHAIN_DIR/$vmid" "volid=$G_HOOK" "path=$prev_path"
   fi
   write_lines "$state_file" "type=$G_KIND" "attached=$VOLID" "previous=$G_HOOK"
-  if ! "$tool" set "$vmid" --hookscript "$VOLID"; then
+  if ! guest_set "$tool" "$vmid" --hookscript "$VOLID"; then
     rm -f "$state_file" "$CHAIN_DIR/$vmid"
-    warn "$tool set $vmid --hookscript $VOLID failed; $label $vmid unchanged"
+    warn "$label $vmid: $tool set --hookscript $VOLID failed ($SET_ERR); $label $vmid unchanged"
     FAILED=1
     return 0
   fi
@@ -416,6 +530,7 @@ do_install() {
     install_command
   fi
   ensure_snippets_content
+  activate_storage
   install_snippet
   install_settings
   if ((PACKAGE)); then
@@ -450,14 +565,14 @@ restore_guest() {
   elif [[ $G_HOOK != "$VOLID" ]]; then
     say "$label $vmid no longer uses $VOLID (hookscript: ${G_HOOK:-none}); left as it is"
   elif [[ -n $prev ]]; then
-    if ! "$tool" set "$vmid" --hookscript "$prev"; then
-      warn "$label $vmid: could not restore its hookscript $prev; it keeps phoenix-hook"
+    if ! guest_set "$tool" "$vmid" --hookscript "$prev"; then
+      warn "$label $vmid: could not restore its hookscript $prev ($SET_ERR); it keeps phoenix-hook"
       return 1
     fi
     say "$label $vmid: hookscript $prev restored"
   else
-    if ! "$tool" set "$vmid" --delete hookscript; then
-      warn "$label $vmid: could not remove its hookscript; it keeps phoenix-hook"
+    if ! guest_set "$tool" "$vmid" --delete hookscript; then
+      warn "$label $vmid: could not remove its hookscript ($SET_ERR); it keeps phoenix-hook"
       return 1
     fi
     say "$label $vmid: hookscript removed (it had none before)"
@@ -479,14 +594,53 @@ detach_unrecorded() {
       read_guest "$vmid" "$kind" || continue
       [[ $G_HOOK == "$VOLID" ]] || continue
       label=$(label_for "$kind")
-      if "$tool" set "$vmid" --delete hookscript; then
+      if guest_set "$tool" "$vmid" --delete hookscript; then
         say "$label $vmid used $VOLID without a record (a clone?); hookscript removed"
       else
-        warn "$label $vmid: could not remove its hookscript $VOLID; it keeps phoenix-hook"
+        warn "$label $vmid: could not remove its hookscript $VOLID ($SET_ERR); it keeps phoenix-hook"
         FAILED=1
       fi
     done
   done
+}
+
+# "CT 201 (pve2), VM 300 (pve3)" from volid_refs lines on stdin.
+guest_list() {
+  awk '{ printf "%s%s %s (%s)", (NR > 1 ? ", " : ""), ($2 == "vm" ? "VM" : "CT"), $3, $1 } END { if (NR) print "" }'
+}
+
+# The snippet goes only when no guest that can reach this copy still names
+# it: on shared storage (NFS, CephFS, CIFS: one file for the whole cluster)
+# guests of other nodes may, and their next start would fail with
+# "hookscript ... does not exist".  Snapshots keep their hookscript line:
+# after a rollback the guest names the file again, so they are listed.
+remove_snippet() {
+  local snippet=$1 shared=0 refs users snaps restore_hint
+  if read_storage "$STORAGE"; then
+    [[ $ST_SHARED == 1 || " nfs cifs cephfs glusterfs " == *" $ST_TYPE "* ]] && shared=1
+  fi
+  refs=$(volid_refs "$VOLID")
+  ((shared)) || refs=$(printf '%s\n' "$refs" | awk -v n="$NODE" 'NF && $1 == n')
+  users=$(printf '%s\n' "$refs" | awk 'NF && ($4 == "-" || $4 == "PENDING")' | sort -u -k1,1 -k3,3n | guest_list)
+  if [[ -n $users ]]; then
+    if ((shared)); then
+      say "kept the hookscript $snippet: storage '$STORAGE' is shared and guests of other nodes still use it: $users (run install.sh --uninstall on those nodes; the last one removes it)"
+    else
+      say "kept the hookscript $snippet: guests still use it: $users"
+    fi
+    return 0
+  fi
+  rm -f "$snippet"
+  say "removed the hookscript $snippet"
+  snaps=$(printf '%s\n' "$refs" | awk 'NF && $4 != "-" && $4 != "PENDING"' | sort -u -k1,1 -k3,3n -k4,4 |
+    awk '{ key = $1 " " $2 " " $3; if (key != last) { if (NR > 1) print line; line = key " " $4; last = key } else line = line "," $4 }
+         END { if (NR) print line }')
+  while read -r node kind vmid names; do
+    [[ -n $vmid ]] || continue
+    warn "$(label_for "$kind") $vmid (node $node): snapshot(s) $names still name $VOLID; after a rollback it cannot start until you run: $(tool_for "$kind") set $vmid --delete hookscript"
+  done <<<"$snaps"
+  restore_hint="pct set VMID --delete hookscript (qm set for a VM)"
+  say "backups made while a guest had $VOLID keep it too: after restoring one, run $restore_hint before starting it"
 }
 
 do_uninstall() {
@@ -513,8 +667,7 @@ do_uninstall() {
   snippet=$(read_kv "$STATE/install" snippet)
   [[ -n $snippet ]] || snippet=$(pvesm path "$VOLID" 2>/dev/null) || snippet=''
   if [[ -n $snippet && -f $snippet ]]; then
-    rm -f "$snippet"
-    say "removed the hookscript $snippet"
+    remove_snippet "$snippet"
   fi
   # A package install has no venv of its own: one at the default prefix is not ours.
   if [[ $(read_kv "$STATE/install" mode) != package ]]; then

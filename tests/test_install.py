@@ -1,8 +1,9 @@
 """install.sh, driven as a subprocess against a fake Proxmox VE node.
 
-`pct`, `qm`, `pvesm` and `pvesh` are small wrappers around
-tests/fake_pve/fake_pve.py: they log every call and answer from a directory
-of guest configs that `pct set` really changes.  The venv step uses
+`pct`, `qm`, `pvesm`, `pvesh` and `mountpoint` are small wrappers around
+tests/fake_pve/fake_pve.py: they log every call and answer, as strictly as
+PVE's own tools, from an /etc/pve-shaped directory of guest configs that
+`pct set` really changes (install.sh reads it as PHOENIX_PVE_ROOT).  The venv step uses
 tests/fake_pve/fake_python.py unless a test says otherwise, so these tests
 are fast and offline; test_real_venv_and_command_symlink builds a real venv.
 """
@@ -20,6 +21,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FAKES = Path(__file__).resolve().parent / "fake_pve"
 VOLID = "local:snippets/phoenix-hook.py"
+NODE = "fakenode"                                  # fake_pve.NODE: the node install.sh runs on
+KIND_DIR = {"lxc": "lxc", "qemu": "qemu-server"}
 ME = "phoenix-hook install: "
 STAND_IN_HOOK = "#!/usr/bin/env python3\nimport sys\nfrom phoenix_hook.hook import main\nsys.exit(main())\n"
 SETTING_KEYS = ("mode", "probe_timeout_ms", "deadline_s", "on_error", "pve_root",
@@ -38,14 +41,14 @@ class Node:
     def __init__(self, tmp, content="iso,vztmpl,backup,snippets"):
         self.tmp = tmp
         self.pve = tmp / "pve"
-        (self.pve / "lxc").mkdir(parents=True)
-        (self.pve / "qemu").mkdir()
+        for d in KIND_DIR.values():
+            (self.pve / "nodes" / NODE / d).mkdir(parents=True)
         self.storage = tmp / "storage" / "local"
         (self.storage / "snippets").mkdir(parents=True)
         self._write_storage({"local": {"type": "dir", "content": content, "path": str(self.storage)}})
         self.bin = tmp / "bin"
         self.bin.mkdir()
-        for tool in ("pct", "qm", "pvesm", "pvesh"):
+        for tool in ("pct", "qm", "pvesm", "pvesh", "mountpoint"):
             _wrapper(self.bin / tool, sys.executable, FAKES / "fake_pve.py", self.pve, tool)
         self.python = tmp / "python-for-venv"
         # "$0" lets the fake know where it lives (the venv's bin after `-m venv`).
@@ -72,14 +75,19 @@ class Node:
     def storage_content(self):
         return json.loads((self.pve / "storage.json").read_text())["local"]["content"]
 
-    def add_guest(self, vmid, hookscript=None, kind="lxc"):
+    def conf_path(self, vmid, kind="lxc", node=NODE):
+        return self.pve / "nodes" / node / KIND_DIR[kind] / f"{vmid}.conf"
+
+    def add_guest(self, vmid, hookscript=None, kind="lxc", node=NODE, extra=(), snapshot_hook=None):
         lines = [f"hostname: guest{vmid}", "memory: 512",
-                 f"net0: name=eth0,bridge=vmbr0,ip=10.0.0.{vmid % 250}/24,type=veth"]
+                 f"net0: name=eth0,bridge=vmbr0,ip=10.0.0.{vmid % 250}/24,type=veth", *extra]
         if hookscript:
             lines.append(f"hookscript: {hookscript}")
         # A snapshot section: what it says must never count as the current config.
-        lines += ["", "[before-upgrade]", "hookscript: local:snippets/from-snapshot.sh"]
-        (self.pve / kind / f"{vmid}.conf").write_text("\n".join(lines) + "\n")
+        lines += ["", "[before-upgrade]", f"hookscript: {snapshot_hook or 'local:snippets/from-snapshot.sh'}"]
+        path = self.conf_path(vmid, kind, node)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
 
     def add_snippet(self, name):
         path = self.storage / "snippets" / name
@@ -88,12 +96,34 @@ class Node:
         return path
 
     def hookscript(self, vmid, kind="lxc"):
-        for line in (self.pve / kind / f"{vmid}.conf").read_text().splitlines():
+        for line in self.conf_path(vmid, kind).read_text().splitlines():
             if line.startswith("["):
                 return None
             if line.startswith("hookscript: "):
                 return line.split(": ", 1)[1]
         return None
+
+    def lock(self, vmid, reason="backup", kind="lxc"):
+        """A `lock: REASON` line in the current config, as vzdump writes while it runs."""
+        path = self.conf_path(vmid, kind)
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join([f"lock: {reason}"] + lines) + "\n")
+
+    def add_storage(self, name, type_, content="snippets", active=True, mounted=True, **extra):
+        """Another storage; a file-based one gets its directory, mounted unless told otherwise."""
+        data = json.loads((self.pve / "storage.json").read_text())
+        cfg = {"type": type_, "content": content, "active": active, **extra}
+        if type_ in ("dir", "nfs", "cifs", "cephfs", "glusterfs", "btrfs"):
+            path = self.tmp / "storage" / name
+            (path / "snippets").mkdir(parents=True)
+            cfg["path"] = str(path)
+            if mounted:
+                mounts = self.pve / "mounts.json"
+                known = json.loads(mounts.read_text()) if mounts.exists() else []
+                mounts.write_text(json.dumps(known + [str(path)]))
+        data[name] = cfg
+        self._write_storage(data)
+        return Path(cfg["path"]) if "path" in cfg else None
 
     def fail(self, *prefixes):
         (self.pve / "fail.json").write_text(json.dumps([list(p) for p in prefixes]))
@@ -121,6 +151,8 @@ class Node:
             "PHOENIX_BINDIR": str(self.bindir),
             "PHOENIX_ETC": str(self.etc),
             "PHOENIX_PYTHON": str(self.python),
+            "PHOENIX_PVE_ROOT": str(self.pve),
+            "PHOENIX_NODE": NODE,
         }
         env.update(extra)
         return env
@@ -318,7 +350,7 @@ def test_uninstall_restores_every_guest_and_removes_what_it_installed(node):
     node.add_guest(110, hookscript="local:snippets/backup.sh")
     ok(node.run("--attach", "101", "105", "107", "108", "--chain"))
     node.add_guest(106, hookscript=VOLID)          # a clone of an attached guest
-    (node.pve / "lxc" / "107.conf").unlink()       # destroyed since
+    node.conf_path(107).unlink()                   # destroyed since
     node.add_guest(108, hookscript="local:snippets/backup.sh")  # changed by the admin
     conf = node.etc / "phoenix-hook.conf"
     conf.write_text(conf.read_text() + "mode = warn\n")
@@ -363,10 +395,12 @@ def test_uninstall_keeps_everything_while_a_guest_still_uses_the_hook(node):
     node.add_guest(101)
     node.add_guest(102)
     ok(node.run("--attach", "101", "102"))
-    node.fail(["pct", "set", "101"])
+    node.lock(101)                                 # a backup of CT 101 is running
     node.forget_calls()
     r = ok(node.run("--uninstall"), code=1)
     assert node.hookscript(101) == VOLID and node.hookscript(102) is None
+    assert (ME + "CT 101: could not remove its hookscript (CT is locked (backup)); it keeps phoenix-hook"
+            in r.stderr.splitlines())
     assert node.snippet.exists() and (node.prefix / "venv").exists()
     assert (node.bindir / "phoenix-hook").is_symlink()
     assert sorted(p.name for p in (node.etc / "state" / "guests").iterdir()) == ["101"]
@@ -532,3 +566,131 @@ def test_uninstall_with_the_package_detaches_and_leaves_the_package(node):
     assert (node.prefix / "venv").is_dir()
     assert (share / "hookscripts" / "phoenix-hook.py").exists()
     assert ME + "the phoenix-hook package stays installed; remove it with: apt remove phoenix-hook" in r.stdout.splitlines()
+
+
+# --- install.sh on real clusters: storages, spaces, snapshots, locks ----------------
+def test_a_locked_guest_is_named_with_pves_reason_and_the_others_are_attached(node):
+    node.add_guest(101)
+    node.add_guest(102)
+    node.lock(101)
+    r = ok(node.run("--attach", "101", "102"), code=1)
+    assert node.hookscript(101) is None and node.hookscript(102) == VOLID
+    assert (ME + f"CT 101: pct set --hookscript {VOLID} failed (CT is locked (backup)); CT 101 unchanged"
+            in r.stderr.splitlines())
+    assert not (node.etc / "state" / "guests" / "101").exists()
+
+
+def test_qm_output_stays_out_of_ours(node):
+    node.add_guest(200, kind="qemu")
+    r = ok(node.run("--attach", "200", "--vms"))
+    assert node.hookscript(200, "qemu") == VOLID
+    assert all(line.startswith(ME) for line in (r.stdout + r.stderr).splitlines()), r.stdout
+
+
+def test_attach_all_on_a_node_without_guests(node):
+    r = ok(node.run("--attach", "all", "--vms"))
+    assert node.changes() == [] and "pct list failed" not in r.stderr
+
+
+def test_a_pending_hookscript_counts_as_the_guests(node):
+    """`pct config` merges pending values: a hookscript set while the CT ran is its hookscript."""
+    node.add_snippet("backup.sh")
+    node.add_guest(101)
+    path = node.conf_path(101)
+    path.write_text(path.read_text() + "\n[PENDING]\nhookscript: local:snippets/backup.sh\n")
+    r = ok(node.run("--attach", "101"), code=5)
+    assert node.changes() == []
+    assert "CT 101 already has hookscript local:snippets/backup.sh" in r.stdout
+
+
+def test_a_previous_hookscript_with_spaces_is_kept_whole(node):
+    spaced = "local:snippets/my hook.sh"
+    script = node.add_snippet("my hook.sh")
+    node.add_guest(105, hookscript=spaced)
+    ok(node.run("--attach", "105", "--chain"))
+    assert (node.etc / "chain" / "105").read_text() == f"volid={spaced}\npath={script}\n"
+    assert kv(node.etc / "state" / "guests" / "105")["previous"] == spaced
+    node.forget_calls()
+    ok(node.run("--uninstall"))
+    assert node.changes() == [set_hook(105, spaced)]
+    assert node.hookscript(105) == spaced
+
+
+def test_a_storage_that_cannot_hold_snippets_is_named_with_the_ones_that_can(node):
+    node.add_storage("local-lvm", "lvmthin", content="images,rootdir")
+    node.add_storage("nfs1", "nfs", content="backup")
+    node.add_storage("disabled1", "dir", disable=1)
+    node.add_guest(101)
+    r = ok(node.run("--storage", "local-lvm", "--attach", "101"), code=1)
+    assert r.stderr.splitlines()[-1] == (ME + "storage 'local-lvm' (lvmthin) cannot hold snippets; choose one "
+                                         "with --storage: local (dir), nfs1 (nfs)")
+    assert node.changes() == [] and node.hookscript(101) is None
+
+
+def test_an_inactive_storage_is_refused_before_anything_is_written(node):
+    share = node.add_storage("nfs1", "nfs", active=False)
+    node.add_guest(101)
+    r = ok(node.run("--storage", "nfs1", "--attach", "101"), code=1)
+    assert r.stderr.splitlines()[-1].startswith(ME + "storage 'nfs1' is not active on this node (pvesm status: inactive")
+    assert ["pvesm", "status", "--storage", "nfs1"] in node.calls()
+    assert not (share / "snippets" / "phoenix-hook.py").exists() and node.hookscript(101) is None
+
+
+def test_an_unmounted_share_is_refused(node):
+    share = node.add_storage("nfs1", "nfs", mounted=False)
+    node.add_guest(101)
+    r = ok(node.run("--storage", "nfs1", "--attach", "101"), code=1)
+    assert r.stderr.splitlines()[-1] == (ME + f"storage 'nfs1' (nfs) is not mounted at {share}: the hookscript "
+                                         "would land on this node's own disk and vanish under the mount; mount "
+                                         "it (pvesm status) and rerun")
+    assert not (share / "snippets" / "phoenix-hook.py").exists() and node.hookscript(101) is None
+
+
+def test_a_dir_storage_on_a_mount_point_must_be_mounted(node):
+    node.add_storage("usb", "dir", is_mountpoint="yes", mounted=False)
+    r = ok(node.run("--storage", "usb"), code=1)
+    assert "storage 'usb' (dir) is not mounted at" in r.stderr
+    ok(node.run())                                  # plain 'local' needs no mount
+
+
+def test_uninstall_keeps_a_shared_snippet_that_other_nodes_use(node):
+    share = node.add_storage("nfs1", "nfs")
+    volid = "nfs1:snippets/phoenix-hook.py"
+    node.add_guest(101)
+    ok(node.run("--storage", "nfs1", "--attach", "101"))
+    snippet = share / "snippets" / "phoenix-hook.py"
+    assert snippet.exists() and node.hookscript(101) == volid
+    node.add_guest(201, hookscript=volid, node="pve2")     # attached on node pve2, same file
+    node.add_guest(300, hookscript=volid, node="pve3", kind="qemu")
+    node.add_guest(202, node="pve2", snapshot_hook=volid)  # only a snapshot: not a user
+    r = ok(node.run("--uninstall"))
+    assert node.hookscript(101) is None
+    assert snippet.exists()
+    assert (ME + f"kept the hookscript {snippet}: storage 'nfs1' is shared and guests of other nodes still use "
+            "it: CT 201 (pve2), VM 300 (pve3) (run install.sh --uninstall on those nodes; the last one removes it)"
+            in r.stdout.splitlines())
+
+
+def test_uninstall_removes_a_shared_snippet_nobody_uses_and_names_snapshots(node):
+    share = node.add_storage("nfs1", "nfs")
+    volid = "nfs1:snippets/phoenix-hook.py"
+    node.add_guest(101)
+    ok(node.run("--storage", "nfs1", "--attach", "101"))
+    node.add_guest(202, node="pve2", snapshot_hook=volid)
+    r = ok(node.run("--uninstall"))
+    assert not (share / "snippets" / "phoenix-hook.py").exists()
+    assert (ME + f"CT 202 (node pve2): snapshot(s) before-upgrade still name {volid}; after a rollback it cannot "
+            "start until you run: pct set 202 --delete hookscript") in r.stderr.splitlines()
+
+
+def test_uninstall_names_this_nodes_snapshots_that_keep_the_hookscript(node):
+    node.add_guest(101, snapshot_hook=VOLID)
+    node.add_guest(102)
+    node.add_guest(201, node="pve2", snapshot_hook=VOLID)  # its node's own local: file, not ours
+    ok(node.run("--attach", "101", "102"))
+    r = ok(node.run("--uninstall"))
+    assert not node.snippet.exists()
+    assert r.stderr.splitlines() == [ME + f"CT 101 (node {NODE}): snapshot(s) before-upgrade still name {VOLID}; "
+                                     "after a rollback it cannot start until you run: pct set 101 --delete hookscript"]
+    assert any("backups made while a guest had" in line and "--delete hookscript" in line
+               for line in r.stdout.splitlines())
