@@ -133,7 +133,7 @@ case "${1:-help}" in
     rc=$?
     set -e
     if [ "$rc" -eq 5 ]; then say "pytest collected no tests: that is a failure"; rc=1; fi
-    if [ "${CI:-}" = "true" ] && [ "${PHOENIX_DEBIAN_RUN:-1}" != 0 ]; then
+    if is_ci && [ "${PHOENIX_DEBIAN_RUN:-1}" != 0 ]; then
       test_debian || rc=$((rc ? rc : 1))
     fi
     exit "$rc" ;;
