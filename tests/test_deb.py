@@ -309,7 +309,8 @@ def test_audit_reservations_and_preflight_from_the_package(root, tree):
     p = run_installed(root, "usr/bin/phoenix-hook", "audit", "--json", env=env)
     assert p.returncode == 1, p.stderr
     found = json.loads(p.stdout)["findings"]
-    assert [(f["kind"], sorted(f["vmids"])) for f in found] == [("duplicate-ip", [101, 102])]
+    assert sorted((f["kind"], sorted(f["vmids"])) for f in found) == [
+        ("duplicate-ip", [101, 102]), ("unprotected", [101]), ("unprotected", [102])]
 
     p = run_installed(root, "usr/bin/phoenix-hook", "reservations", "--format", "dnsmasq", env=env)
     assert p.returncode == 1                     # 10.0.0.5 is shared: left out and named
