@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from phoenix_hook.records import dataclass, field, replace
 
 from phoenix_hook.net import acd
 from phoenix_hook.pve.guest import Guest, Nic

@@ -32,7 +32,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, replace
+from phoenix_hook.records import dataclass, replace
 
 from phoenix_hook.checks.addressing import address_problems, dhcp_pool
 from phoenix_hook.pve.guest import Guest, Nic, label_for

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 SYS_NET = "/sys/class/net"
 IFF_UP = 0x1

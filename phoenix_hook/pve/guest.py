@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field, replace
+from phoenix_hook.records import dataclass, field, replace
 
 PENDING_SECTIONS = {"lxc": "pve:pending", "qemu": "PENDING"}
 IP6_MODES = ("auto", "dhcp", "manual")   # ip6= values without a static address (LXC Config.pm)
