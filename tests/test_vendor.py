@@ -40,6 +40,13 @@ def _mac(oui: str, tail: str = "12:34:56") -> str:
     return oui.replace("-", ":").lower() + ":" + tail
 
 
+def test_the_registry_file_is_the_imported_netaddrs():
+    import os
+    txt, idx = next(vendor._oui_files())
+    assert txt == os.path.join(os.path.dirname(netaddr.__file__), "eui", "oui.txt")
+    assert idx == os.path.join(os.path.dirname(netaddr.__file__), "eui", "oui.idx")
+
+
 def test_names_from_the_issue_are_right():
     assert {mac: vendor.vendor(mac) for mac in KNOWN} == KNOWN
     assert vendor.vendor("3C-52-82-11-22-33") == "Hewlett Packard"
@@ -85,10 +92,12 @@ def test_debian_ieee_data_is_read_without_netaddr(tmp_path, monkeypatch):
     (tmp_path / "oui.txt").write_bytes(b"\r\nF8-0D-AC   (hex)\t\tHP Inc\r\n")
     monkeypatch.setattr(vendor, "IEEE_DATA_OUI", str(tmp_path / "oui.txt"))
     monkeypatch.setattr(vendor, "_TEXT", {})
-    import importlib.util
+    import os
     import sys
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    monkeypatch.setitem(sys.modules, "netaddr", None)                  # no netaddr at all
+    # No netaddr on the path at all (and none importable for the last-resort lookup).
+    monkeypatch.setattr(sys, "path", [p for p in sys.path
+                                      if not os.path.isfile(os.path.join(p or ".", "netaddr", "__init__.py"))])
+    monkeypatch.setitem(sys.modules, "netaddr", None)
     assert vendor.vendor("f8:0d:ac:00:00:01") == "HP Inc"
     (tmp_path / "oui.txt").write_bytes(b"")                             # empty: unknown, no traceback
     monkeypatch.setattr(vendor, "_TEXT", {})
