@@ -8,7 +8,7 @@
 #   ./dev.sh deb          build dist/phoenix-hook_<version>_all.deb (reproducible)
 #   ./dev.sh setup        only install what the above need
 # Everything runs from a virtualenv in .venv; system packages (iproute2,
-# arping, arp-scan, nmap, dnsmasq) come from apt when run as root.
+# arping, arp-scan, nmap, dnsmasq, dhclient) come from apt when run as root.
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${PHOENIX_DEV_VENV:-.venv}
@@ -37,9 +37,12 @@ need_apt() {
   command -v arp-scan >/dev/null || missing+=(arp-scan)
   command -v nmap >/dev/null || missing+=(nmap)
   command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
+  # the DHCP client of the lease tests (leases, locate): a client only, no service
+  command -v dhclient >/dev/null || [ -x /sbin/dhclient ] || missing+=(isc-dhcp-client)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-  # The DHCP servers only check the reservations output (kea-dhcp4 -t, dhcpd -t);
-  # they are servers, so only CI installs them. Elsewhere those tests skip with a reason.
+  # The DHCP servers check the reservations output (kea-dhcp4 -t, dhcpd -t) and write the
+  # lease files of the leases tests (in namespaces); they are servers, so only CI installs
+  # them. Elsewhere those tests skip with a reason.
   if is_ci; then
     command -v kea-dhcp4 >/dev/null || missing+=(kea-dhcp4-server)
     command -v dhcpd >/dev/null || missing+=(isc-dhcp-server)

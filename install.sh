@@ -9,7 +9,9 @@
 # - `pct set`/`qm set --hookscript` refuses a script that does not exist or is
 #   not executable (check_hookscript), so the snippet is written first;
 # - a pre-start whose hookscript is missing fails the start, so --uninstall
-#   detaches every guest before it removes the snippet and the venv.
+#   detaches every guest before it removes the snippet and the venv;
+# - /etc/pve (pmxcfs) is the same on every node of the cluster, and takes
+#   mode 0640 only (pve-cluster cfs_fuse_chmod): chain records live there.
 # With the Debian package phoenix-hook installed (dpkg-query says so), the
 # hookscript is the package's (/usr/share/phoenix-hook, #!/usr/bin/python3 -I)
 # and there is no venv: this script then only writes the snippet and attaches.
@@ -63,12 +65,17 @@ Options:
                   VMID that is not a container is looked up with qm
   --chain         a guest that already has another hookscript gets ours too;
                   ours runs the previous one after itself in every phase.
+                  The record names the guest by its MACs (and a VM's vmgenid),
+                  so a new guest or a clone with the same ID never runs it.
                   Without --chain such a guest is never touched: it is listed
-                  and the exit code is 5.
+                  and the exit code is 5. --chain on a guest that already
+                  uses phoenix-hook ties its record to the guest as it is now
+                  (after you changed its MACs).
   --uninstall     give every guest back the hookscript it had before (or none),
-                  detach phoenix-hook from guests that carry it without a
-                  record (e.g. clones), then remove the snippet, the command,
-                  the venv and the state. Keeps $ETC/phoenix-hook.conf and the
+                  also guests that migrated here from another node (the chain
+                  records are cluster-wide), detach phoenix-hook from guests
+                  that carry it without a record (e.g. clones), then remove
+                  the snippet, the command, the venv and the state. Keeps $ETC/phoenix-hook.conf and the
                   decision log. If a guest cannot be restored, nothing is
                   removed (its start still needs the venv); fix and rerun.
                   On shared storage the snippet stays while guests of other
@@ -89,12 +96,15 @@ Exit codes:
 
 Files: $ETC/state/install (where things were installed),
        $ETC/state/guests/VMID (what each attached guest had before),
-       $ETC/chain/VMID (volid= and path= of a chained previous hookscript).
+       $PVE_ROOT/phoenix-hook/chain/VMID.json (a chained previous hookscript:
+       volid, path, and the guest's MACs and vmgenid; on every node).
 
 Environment (for tests and unusual layouts): PHOENIX_PREFIX, PHOENIX_BINDIR,
 PHOENIX_ETC, PHOENIX_PKG_SHARE (the package's files, default
 /usr/share/phoenix-hook), PHOENIX_PVE_ROOT (default /etc/pve), PHOENIX_NODE
-(this node's name), PHOENIX_PYTHON (creates the venv, default python3),
+(this node's name), PHOENIX_PYTHON (creates the venv, default python3; when
+its version differs from the venv's, the venv is made again, e.g. after a
+Debian release upgrade),
 PHOENIX_VENV_ARGS (extra 'python3 -m venv' arguments, e.g.
 --system-site-packages), PHOENIX_PIP_ARGS (extra 'pip install' arguments,
 e.g. --no-deps --no-index). The hook itself reads
@@ -162,7 +172,8 @@ VENV=$PREFIX/venv
 VOLID=$STORAGE:snippets/$SNIPPET_NAME
 STATE=$ETC/state
 GUEST_STATE=$STATE/guests
-CHAIN_DIR=$ETC/chain
+OLD_CHAIN_DIR=$ETC/chain                  # node-local records of phoenix-hook before 2026-12
+CHAIN_DIR=$PVE_ROOT/phoenix-hook/chain
 CONF=$ETC/phoenix-hook.conf
 CONF_SRC=$REPO_DIR/conf/phoenix-hook.conf
 HOOK_SRC=$REPO_DIR/hookscripts/phoenix-hook.py
@@ -195,6 +206,93 @@ write_lines() {
   printf '%s\n' "$@" >"$tmp"
   chmod 0644 "$tmp"
   mv -f "$tmp" "$file"
+}
+
+# A JSON string for a value install.sh wrote or read from PVE (no control characters).
+json_str() {
+  local v=$1
+  [[ $v != *[[:cntrl:]]* ]] || return 1
+  v=${v//\\/\\\\}
+  printf '"%s"' "${v//\"/\\\"}"
+}
+
+# Write the chain record of VMID (pve/chain.py reads it): the previous hookscript
+# VOLID at PATH, tied to the guest read last (G_KIND, G_MACS, G_GENID). One key a
+# line, so chain_value can read it back without a JSON parser. On pmxcfs, 0640.
+write_chain() {
+  local vmid=$1 volid=$2 path=$3 file=$CHAIN_DIR/$1.json tmp macs='' m genid=null
+  for m in $G_MACS; do macs+="${macs:+, }\"$m\""; done
+  [[ -z $G_GENID ]] || genid="\"$G_GENID\""
+  mkdir -p "$CHAIN_DIR"
+  tmp=$(mktemp "$CHAIN_DIR/$vmid.json.tmp.XXXXXX")
+  if ! {
+    printf '{\n'
+    printf '  "vmid": %s,\n' "$vmid"
+    printf '  "type": "%s",\n' "$G_KIND"
+    printf '  "volid": %s,\n' "$(json_str "$volid")"
+    printf '  "path": %s,\n' "$(json_str "$path")"
+    printf '  "macs": [%s],\n' "$macs"
+    printf '  "vmgenid": %s\n' "$genid"
+    printf '}\n'
+  } >"$tmp"; then
+    rm -f "$tmp"
+    return 1
+  fi
+  chmod 0640 "$tmp" 2>/dev/null || true
+  mv -f "$tmp" "$file"
+}
+
+# A string value of a chain record ("key": "value" on its own line), or empty.
+chain_value() {
+  local file=$1 key=$2 line
+  [[ -f $file ]] || return 0
+  while IFS= read -r line; do
+    if [[ $line =~ ^[[:space:]]*\"$key\":[[:space:]]*\"(.*)\",?$ ]]; then
+      printf '%s\n' "${BASH_REMATCH[1]}"
+      return 0
+    fi
+  done <"$file"
+}
+
+# Is the chain record of VMID the guest read last? The rule of pve/chain.py:
+# vmgenid decides when both have one, else one MAC in common.
+chain_matches() {
+  local file=$CHAIN_DIR/$1.json genid macs m
+  [[ -f $file ]] || return 1
+  genid=$(chain_value "$file" vmgenid)
+  if [[ -n $genid && -n $G_GENID ]]; then [[ $genid == "$G_GENID" ]]; return; fi
+  macs=$(grep -E '^[[:space:]]*"macs":' "$file" | grep -oiE '([0-9a-f]{2}:){5}[0-9a-f]{2}' | tr 'A-F' 'a-f')
+  for m in $G_MACS; do
+    if grep -qxF "$m" <<<"$macs"; then return 0; fi
+  done
+  return 1
+}
+
+# Records of phoenix-hook before they were tied to the guest ($OLD_CHAIN_DIR/VMID,
+# node-local): the hook no longer runs them. A guest of this node that still
+# carries our hookscript gets a record in the new format (tied to it as it is now).
+convert_old_records() {
+  local f vmid volid path
+  [[ -d $OLD_CHAIN_DIR ]] || return 0
+  for f in "$OLD_CHAIN_DIR"/*; do
+    [[ -f $f ]] || continue
+    vmid=${f##*/}
+    [[ $vmid =~ ^[0-9]+$ ]] || continue
+    volid=$(read_kv "$f" volid)
+    path=$(read_kv "$f" path)
+    if read_guest "$vmid" "$(read_kv "$GUEST_STATE/$vmid" type)" && [[ $G_HOOK == "$VOLID" && -n $path ]]; then
+      if write_chain "$vmid" "$volid" "$path"; then
+        rm -f "$f"
+        say "guest $vmid: chain record converted to $CHAIN_DIR/$vmid.json (tied to its MACs${G_GENID:+ and vmgenid})"
+      else
+        warn "guest $vmid: could not write $CHAIN_DIR/$vmid.json; its previous hookscript $volid does not run"
+        FAILED=1
+      fi
+    else
+      say "guest $vmid: old chain record $f kept (the guest is not here or no longer uses $VOLID)"
+    fi
+  done
+  rmdir "$OLD_CHAIN_DIR" 2>/dev/null || true
 }
 
 # The VMIDs in the output of `pct list` / `qm list` (header line skipped).
@@ -277,10 +375,11 @@ volid_refs() {
 }
 label_for() { if [[ $1 == vm ]]; then echo VM; else echo CT; fi; }
 
-# Look a guest up: sets G_KIND (ct|vm) and G_HOOK (its hookscript volid, or
-# empty).  KIND_HINT may be ct, vm or empty (try pct, then qm with --vms).
-# Returns 1 when the guest is not on this node.
-G_KIND='' G_HOOK=''
+# Look a guest up: sets G_KIND (ct|vm), G_HOOK (its hookscript volid, or
+# empty), G_MACS (its NICs' MACs, lower case, space-separated) and G_GENID
+# (a VM's vmgenid, or empty).  KIND_HINT may be ct, vm or empty (try pct,
+# then qm with --vms).  Returns 1 when the guest is not on this node.
+G_KIND='' G_HOOK='' G_MACS='' G_GENID=''
 read_guest() {
   local vmid=$1 hint=${2:-} kinds=() kind out
   if [[ -n $hint ]]; then
@@ -297,6 +396,13 @@ read_guest() {
       # hold spaces (local:snippets/my hook.sh).
       G_HOOK=$(printf '%s\n' "$out" | sed -n '/^\[/q; s/^hookscript:[[:space:]]*//p' | head -n 1)
       G_HOOK=${G_HOOK%"${G_HOOK##*[![:space:]]}"}
+      # netN: hwaddr=MAC (LXC) or MODEL=MAC (QEMU); vmgenid: UUID (0/1: none yet)
+      # (the models of qemu-server's nic_model_list, as pve/guest.py knows them)
+      G_MACS=$(printf '%s\n' "$out" | awk '/^\[/ { exit } /^net[0-9]+: / { sub(/^net[0-9]+: /, ","); print }' |
+        grep -oiE ",(hwaddr|virtio|e1000|e1000-82540em|e1000-82544gc|e1000-82545em|e1000e|i82551|i82557b|i82559er|ne2k_isa|ne2k_pci|pcnet|rtl8139|vmxnet3)=([0-9a-f]{2}:){5}[0-9a-f]{2}(,|$)" |
+        sed 's/^[^=]*=//; s/,$//' | tr 'A-F' 'a-f' | sort -u | tr '\n' ' ' | sed 's/ $//') || G_MACS=''
+      G_GENID=$(printf '%s\n' "$out" | awk '/^\[/ { exit } /^vmgenid: / { print tolower($2); exit }')
+      [[ $G_GENID =~ ^[0-9a-f-]{36}$ ]] || G_GENID=''
       return 0
     fi
   done
@@ -304,28 +410,66 @@ read_guest() {
 }
 
 # --- install steps ---------------------------------------------------------
-install_venv() {
-  command -v "$PYTHON" >/dev/null 2>&1 ||
-    die "$EXIT_FAILED" "'$PYTHON' not found; install it: apt install python3-venv"
-  # Reuse a working venv; rebuild one whose interpreter is gone (e.g. after
-  # a Debian release upgrade replaced python3.X).
-  if [[ -d $VENV ]] && ! "$VENV/bin/python3" -c 'import sys' >/dev/null 2>&1; then
-    say "the venv at $VENV is broken; creating it again"
+# major.minor of an interpreter, or of the one a venv was made with (pyvenv.cfg,
+# "version = 3.11.2"; newer releases may write "version_info = 3.13.0.final.0").
+python_version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
+venv_version() {
+  sed -n 's/^version\(_info\)\{0,1\}[[:space:]]*=[[:space:]]*\([0-9][0-9]*\.[0-9][0-9]*\).*/\2/p' \
+    "$VENV/pyvenv.cfg" 2>/dev/null | head -n1
+}
+
+make_venv() {
+  mkdir -p "$PREFIX"
+  if ! "$PYTHON" -m venv ${VENV_ARGS[@]+"${VENV_ARGS[@]}"} "$VENV" >"$TMPD/venv.log" 2>&1; then
+    cat "$TMPD/venv.log" >&2
     rm -rf "$VENV"
+    die "$EXIT_FAILED" "could not create a venv at $VENV (on Debian: apt install python3-venv)"
   fi
-  if [[ ! -d $VENV ]]; then
-    mkdir -p "$PREFIX"
-    if ! "$PYTHON" -m venv ${VENV_ARGS[@]+"${VENV_ARGS[@]}"} "$VENV" >"$TMPD/venv.log" 2>&1; then
-      cat "$TMPD/venv.log" >&2
-      rm -rf "$VENV"
-      die "$EXIT_FAILED" "could not create a venv at $VENV (on Debian: apt install python3-venv)"
-    fi
-  fi
+}
+
+pip_install() {
   say "installing $REPO_DIR into $VENV (pip)"
   if ! "$VENV/bin/python3" -m pip install --disable-pip-version-check --quiet \
     ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "$REPO_DIR" >"$TMPD/pip.log" 2>&1; then
     tail -n 20 "$TMPD/pip.log" >&2
     die "$EXIT_FAILED" "pip install of $REPO_DIR into $VENV failed (output above)"
+  fi
+}
+
+# The hookscript's own test: its interpreter, isolated (-I) as in the snippet's
+# first line, imports the hook. Anything less lets every attached guest's start
+# fail with ModuleNotFoundError.
+venv_healthy() {
+  "$VENV/bin/python3" -I -c 'import phoenix_hook.hook' >"$TMPD/health.log" 2>&1
+}
+
+install_venv() {
+  local want have
+  command -v "$PYTHON" >/dev/null 2>&1 ||
+    die "$EXIT_FAILED" "'$PYTHON' not found; install it: apt install python3-venv"
+  want=$(python_version "$PYTHON") ||
+    die "$EXIT_FAILED" "'$PYTHON' does not run; install it: apt install python3-venv"
+  # Reuse a working venv; make it again when its interpreter is gone or is
+  # another Python now: a Debian release upgrade (PVE 8 to 9: Python 3.11 to
+  # 3.13) leaves a venv that no longer finds its own packages.
+  if [[ -d $VENV ]]; then
+    have=$(venv_version)
+    if ! "$VENV/bin/python3" -c 'import sys' >/dev/null 2>&1; then
+      say "the venv at $VENV is broken; creating it again"
+      rm -rf "$VENV"
+    elif [[ -n $have && $have != "$want" ]]; then
+      say "the venv at $VENV was made with Python $have and $PYTHON is Python $want now; creating it again"
+      rm -rf "$VENV"
+    fi
+  fi
+  [[ -d $VENV ]] || make_venv
+  pip_install
+  if ! venv_healthy; then
+    say "$VENV/bin/python3 cannot import phoenix_hook ($(tail -n1 "$TMPD/health.log")); creating the venv again"
+    rm -rf "$VENV"
+    make_venv
+    pip_install
+    venv_healthy || die "$EXIT_FAILED" "$VENV/bin/python3 -I cannot import phoenix_hook even in a new venv: $(tail -n1 "$TMPD/health.log")"
   fi
   [[ -x $VENV/bin/phoenix-hook ]] ||
     die "$EXIT_FAILED" "pip did not install the 'phoenix-hook' command into $VENV/bin"
@@ -400,7 +544,9 @@ install_snippet() {
     cat "$src" >"$tmp"          # the package's own: #!/usr/bin/python3 -I
   else
     {
-      printf '#!%s\n' "$VENV/bin/python3"
+      # -I: isolated, so modules in the snippets directory (or PYTHON* variables)
+      # can never stand in for the standard library or phoenix_hook.
+      printf '#!%s -I\n' "$VENV/bin/python3"
       # Replace the source's shebang; a source without one keeps line 1.
       if [[ $first == '#!'* ]]; then tail -n +2 "$src"; else cat "$src"; fi
     } >"$tmp"
@@ -440,13 +586,29 @@ attach_guest() {
 
   if [[ $G_HOOK == "$VOLID" ]]; then
     if [[ ! -f $state_file ]]; then
-      # Attached by hand or cloned from an attached guest: record it so that
-      # --uninstall detaches it (or restores a chain we find).
-      write_lines "$state_file" "type=$G_KIND" "attached=$VOLID" \
-        "previous=$(read_kv "$CHAIN_DIR/$vmid" volid)"
+      # Attached by hand, cloned from an attached guest, or migrated here:
+      # record it so that --uninstall detaches it (or restores its chain).
+      local prev=''
+      if chain_matches "$vmid"; then prev=$(chain_value "$CHAIN_DIR/$vmid.json" volid); fi
+      write_lines "$state_file" "type=$G_KIND" "attached=$VOLID" "previous=$prev"
+    fi
+    if ((CHAIN)) && [[ -f $CHAIN_DIR/$vmid.json ]] && ! chain_matches "$vmid"; then
+      # The admin says this record is this guest's (e.g. after changing its MACs).
+      if write_chain "$vmid" "$(chain_value "$CHAIN_DIR/$vmid.json" volid)" \
+        "$(chain_value "$CHAIN_DIR/$vmid.json" path)"; then
+        say "$label $vmid: its chain record now names it as it is now (MACs ${G_MACS:-none}${G_GENID:+, vmgenid $G_GENID})"
+      else
+        warn "$label $vmid: could not rewrite $CHAIN_DIR/$vmid.json"
+        FAILED=1
+      fi
     fi
     say "$label $vmid already uses $VOLID"
     return 0
+  fi
+  if [[ -f $CHAIN_DIR/$vmid.json ]] && ! chain_matches "$vmid"; then
+    # Left by a destroyed guest with this ID: never this guest's to run.
+    rm -f "$CHAIN_DIR/$vmid.json"
+    say "$label $vmid: removed a chain record another guest with this ID left behind"
   fi
 
   if [[ -n $G_HOOK ]]; then
@@ -465,13 +627,23 @@ attach_guest() {
       FAILED=1
       return 0
     fi
-    # The chain file exists before the guest carries our hook, so the hook
+    if [[ -z $G_MACS && -z $G_GENID ]]; then
+      warn "$label $vmid has no NIC with a MAC and no vmgenid to tie the chain record to; not attached"
+      FAILED=1
+      return 0
+    fi
+    # The chain record exists before the guest carries our hook, so the hook
     # never runs without knowing what it must run next.
-    write_lines "$CHAIN_DIR/$vmid" "volid=$G_HOOK" "path=$prev_path"
+    if ! write_chain "$vmid" "$G_HOOK" "$prev_path"; then
+      warn "$label $vmid: cannot write $CHAIN_DIR/$vmid.json; not attached"
+      FAILED=1
+      return 0
+    fi
   fi
   write_lines "$state_file" "type=$G_KIND" "attached=$VOLID" "previous=$G_HOOK"
   if ! guest_set "$tool" "$vmid" --hookscript "$VOLID"; then
-    rm -f "$state_file" "$CHAIN_DIR/$vmid"
+    rm -f "$state_file"
+    [[ -z $G_HOOK ]] || rm -f "$CHAIN_DIR/$vmid.json"
     warn "$label $vmid: $tool set --hookscript $VOLID failed ($SET_ERR); $label $vmid unchanged"
     FAILED=1
     return 0
@@ -536,10 +708,12 @@ do_install() {
   if ((PACKAGE)); then
     remove_old_venv
     write_lines "$STATE/install" "mode=package" "storage=$STORAGE" "volid=$VOLID" "snippet=$SNIPPET_PATH"
+    convert_old_records
     say "installed: hookscript $VOLID from the phoenix-hook package"
   else
     write_lines "$STATE/install" "mode=venv" "storage=$STORAGE" "volid=$VOLID" \
       "snippet=$SNIPPET_PATH" "prefix=$PREFIX" "bindir=$BINDIR"
+    convert_old_records
     say "installed: $BINDIR/phoenix-hook -> $VENV/bin/phoenix-hook"
   fi
   if ((${#ATTACH[@]})); then attach_requested; fi
@@ -561,7 +735,11 @@ restore_guest() {
   label=$(label_for "$kind")
   tool=$(tool_for "$kind")
   if ! command -v "$tool" >/dev/null 2>&1 || ! read_guest "$vmid" "$kind"; then
+    # Destroyed, or migrated: its chain record (cluster-wide) stays for the node
+    # it lives on now, whose --uninstall gives it back.
     say "$label $vmid no longer exists on this node; nothing to restore"
+    rm -f "$file"
+    return 0
   elif [[ $G_HOOK != "$VOLID" ]]; then
     say "$label $vmid no longer uses $VOLID (hookscript: ${G_HOOK:-none}); left as it is"
   elif [[ -n $prev ]]; then
@@ -577,7 +755,8 @@ restore_guest() {
     fi
     say "$label $vmid: hookscript removed (it had none before)"
   fi
-  rm -f "$file" "$CHAIN_DIR/$vmid"
+  rm -f "$file"
+  [[ $G_HOOK != "$VOLID" || -z $prev ]] || rm -f "$CHAIN_DIR/$vmid.json"
 }
 
 # Guests that carry our volid without a record (attached by hand, cloned from
@@ -594,7 +773,18 @@ detach_unrecorded() {
       read_guest "$vmid" "$kind" || continue
       [[ $G_HOOK == "$VOLID" ]] || continue
       label=$(label_for "$kind")
-      if guest_set "$tool" "$vmid" --delete hookscript; then
+      local prev=''
+      if chain_matches "$vmid"; then prev=$(chain_value "$CHAIN_DIR/$vmid.json" volid); fi
+      if [[ -n $prev ]]; then
+        # Migrated here from the node that chained it: give it back its hookscript.
+        if guest_set "$tool" "$vmid" --hookscript "$prev"; then
+          rm -f "$CHAIN_DIR/$vmid.json"
+          say "$label $vmid: hookscript $prev restored (chained on another node)"
+        else
+          warn "$label $vmid: could not restore its hookscript $prev ($SET_ERR); it keeps phoenix-hook"
+          FAILED=1
+        fi
+      elif guest_set "$tool" "$vmid" --delete hookscript; then
         say "$label $vmid used $VOLID without a record (a clone?); hookscript removed"
       else
         warn "$label $vmid: could not remove its hookscript $VOLID ($SET_ERR); it keeps phoenix-hook"
@@ -682,7 +872,8 @@ do_uninstall() {
     fi
     rmdir "$PREFIX" 2>/dev/null || true
   fi
-  rm -rf "$STATE" "$CHAIN_DIR"
+  rm -rf "$STATE" "$OLD_CHAIN_DIR"
+  rmdir "$CHAIN_DIR" "$(dirname "$CHAIN_DIR")" 2>/dev/null || true   # records of other nodes' guests stay
   if package_installed; then
     say "the phoenix-hook package stays installed; remove it with: apt remove phoenix-hook"
   fi

@@ -2,9 +2,19 @@
 
 pre-start probes the guest's static addresses and decides; every other phase
 returns at once with no network I/O and no heavy import (only os and sys
-are loaded at module level). PVE applies no timeout to a hookscript, so the
-run is bounded here: the probe by the deadline, the rest by SIGALRM, and a
-last-resort timer that exits the process whatever it is doing.
+are loaded at module level; of the settings only pve_root, where chain
+records live). PVE applies no timeout to a hookscript, so the run is
+bounded here, in two layers:
+
+- the check runs in a child process; the parent only waits for it, and at
+  deadline_s + BACKSTOP_S kills it and decides by on_error. The parent never
+  runs our parsing or probing, so nothing the child does (a regex holding the
+  GIL, a C call that never returns, a crash) can keep it from deciding;
+- inside the child, the probe stops at the deadline and SIGALRM ends what
+  hangs in a system call (a pmxcfs read), with the usual "could not check".
+
+Every start that goes on unchecked says so on a `WARNING:` line in the task
+log and in the journal (`logger -p warning`), never only in the decision log.
 """
 import os
 import sys
@@ -12,6 +22,7 @@ import sys
 from phoenix_hook import paths
 
 P = "phoenix-hook:"
+BACKSTOP_S = 1.0       # after deadline_s, the parent stops waiting for the check
 
 
 class DeadlineExceeded(Exception):
@@ -23,7 +34,19 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def main(argv=None, environ=None) -> int:
+def journal(line: str) -> None:
+    """One warning to the system log (journald on PVE), as `logger` sends it; never fails."""
+    import subprocess
+    try:
+        subprocess.run(["logger", "-t", "phoenix-hook", "-p", "daemon.warning", "--", line],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=2, check=False)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def main(argv=None, environ=None, watchdog: bool = True) -> int:
+    """watchdog=False runs the check in this process (tests that call main() directly)."""
     argv = sys.argv[1:] if argv is None else argv
     environ = os.environ if environ is None else environ
     if len(argv) != 2 or not (argv[0].isascii() and argv[0].isdigit()):
@@ -38,7 +61,7 @@ def main(argv=None, environ=None) -> int:
         say(f"{P} guest {vmid} arrives by migration from {environ['PVE_MIGRATED_FROM']}: not probed")
         _log_migration(vmid, environ)
         return run_chained(vmid, phase, environ)
-    code = pre_start(vmid, environ)
+    code = pre_start(vmid, environ, watchdog=watchdog)
     if code != 0:
         return code
     code = run_chained(vmid, phase, environ)
@@ -47,52 +70,116 @@ def main(argv=None, environ=None) -> int:
     return code
 
 
+def _settings(environ):
+    from phoenix_hook.settings import load_lenient
+    return load_lenient(environ)
+
+
 def _release_claims(vmid: int, environ) -> None:
     from phoenix_hook.pve import claims
-    from phoenix_hook.settings import SettingsError, load
-    try:
-        claims.release_all(load(environ=environ).run_dir, vmid)
-    except SettingsError:
-        pass
+    claims.release_all(_settings(environ)[0].run_dir, vmid)
 
 
-def pre_start(vmid: int, environ) -> int:
-    import signal
-    import threading
+def pre_start(vmid: int, environ, watchdog: bool = True) -> int:
     import time
 
-    from phoenix_hook.settings import SettingsError, load
-
     t0 = time.monotonic()
-    try:
-        settings = load(environ=environ)
-    except SettingsError as exc:
-        say(f"WARNING: {P} bad settings, guest {vmid} not checked: {exc}")
-        say(f"WARNING: {P} starting anyway; fix the settings file to re-enable checking")
-        return 0
+    settings, problems = _settings(environ)
+    for line in problems:
+        # A mistake in the settings never switches the guard off: what could
+        # not be read takes its default, and the check goes on (settings.py).
+        say(f"WARNING: {P} settings: {line}")
+        journal(f"guest {vmid}: settings: {line}")
     mode, timeout = settings.for_guest(vmid)
     record = {"vmid": vmid, "phase": "pre-start", "node": settings.node, "mode": mode}
+    if problems:
+        record["settings_errors"] = problems
     if mode == "off":
         say(f"{P} guest {vmid}: mode = off, not checked")
         _log(settings, record, "skipped", "allowed", 0, t0)
         return 0
+    if not watchdog:
+        return _checked(vmid, settings, mode, timeout, t0, record)
+    return _watched(vmid, settings, record, t0,
+                    lambda: _checked(vmid, settings, mode, timeout, t0, record))
 
-    refuse = settings.on_error == "refuse"
-    # Backstop: if something blocks where SIGALRM cannot reach (a hung
-    # pmxcfs read), still end the process shortly after the deadline.
-    def _backstop():
-        if refuse:
-            from phoenix_hook.pve import claims
-            claims.release_all(settings.run_dir, vmid)
-        why = f"the check did not finish within deadline_s = {settings.deadline_s:g}"
-        say(f"{P} guest {vmid}: {why}; "
-            + ("start refused (on_error = refuse)" if refuse else "starting anyway (on_error = allow)"))
-        _log(settings, dict(record, error=why), "error", "refused" if refuse else "allowed",
-             1 if refuse else 0, t0)
-        os._exit(1 if refuse else 0)
-    timer = threading.Timer(settings.deadline_s + 1.0, _backstop)
-    timer.daemon = True
-    timer.start()
+
+def _watched(vmid, settings, record, t0, check) -> int:
+    """Run check() in a child process and wait for it until deadline_s + BACKSTOP_S.
+
+    The child's exit code is the answer. A child still running then is killed
+    and on_error decides, as for any check that could not finish; so does a
+    child that died of a signal. Its claims are released when the start is
+    refused (claims.py), as the child would have done itself.
+    """
+    import select
+    import signal
+    import time
+
+    sys.stdout.flush()
+    rfd, wfd = os.pipe()               # EOF on rfd: the child is gone
+    try:
+        pid = os.fork()
+    except OSError as exc:             # no process to spare: check here, with SIGALRM only
+        os.close(rfd)
+        os.close(wfd)
+        say(f"{P} note: cannot start the check's watchdog ({exc.strerror}); checking without it")
+        return check()
+    if pid == 0:                       # the child: check, say, exit
+        code = 1
+        try:
+            os.close(rfd)
+            code = check()
+        except BaseException:          # noqa: B036 - whatever happens, the parent decides
+            code = 70
+        finally:
+            try:
+                sys.stdout.flush()
+            finally:
+                os._exit(code)
+    os.close(wfd)
+    hard = t0 + settings.deadline_s + BACKSTOP_S
+    finished = False
+    while not finished:
+        left = hard - time.monotonic()
+        if left <= 0:
+            break
+        finished = bool(select.select([rfd], [], [], left)[0])
+    os.close(rfd)
+    if finished:
+        _pid, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) in (0, 1):
+            return os.WEXITSTATUS(status)
+        why = (f"the check ended abnormally ({_ended(status)}; a phoenix-hook bug, "
+               f"please report it with the decision log line)")
+    else:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        why = (f"the check did not finish within deadline_s = {settings.deadline_s:g} "
+               f"and was stopped")
+    code = _could_not_check(vmid, settings, dict(record), t0, why)
+    if code != 0:
+        from phoenix_hook.pve import claims
+        claims.release_all(settings.run_dir, vmid)
+    return code
+
+
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        import signal
+        try:
+            return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        except ValueError:
+            return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit code {os.WEXITSTATUS(status)}"
+
+
+def _checked(vmid, settings, mode, timeout, t0, record) -> int:
+    """The check itself, bounded by SIGALRM for what hangs in a system call."""
+    import signal
 
     def _alarm(_sig, _frame):
         raise DeadlineExceeded()
@@ -120,7 +207,6 @@ def pre_start(vmid: int, environ) -> int:
             code = _could_not_check(vmid, settings, record, t0, why)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        timer.cancel()
         if code != 0:                  # not starting: the addresses are not ours to hold
             from phoenix_hook.pve import claims
             for address, bridge, tag in claimed:
@@ -174,6 +260,8 @@ def _decide(vmid, settings, mode, timeout, t0, record, claimed) -> int:
     signal.setitimer(signal.ITIMER_REAL, 0)
     g = report.guests[0]
     verdict = g.verdict
+    if verdict == "conflict":
+        _flag_responders(g, settings)
     record["report"] = g.to_json()
     if verdict == "conflict":
         if mode == "enforce":
@@ -199,14 +287,37 @@ def _decide(vmid, settings, mode, timeout, t0, record, claimed) -> int:
     return 0
 
 
+def _flag_responders(g, settings) -> None:
+    """Name a MAC that answers for many addresses, or for addresses outside the
+    bridge's subnets, as a suspicious responder (checks/responders.py): one device
+    answering every probe refuses every start, and the admin should know it."""
+    try:
+        from phoenix_hook.checks import responders
+        from phoenix_hook.net import neigh
+        addrs = neigh.read_addresses() or []
+        subnets = {n.bridge: [a.network for a in addrs if a.ifname == n.bridge] for n in g.nics if n.bridge}
+        g.notes += responders.notes_for(g, responders.parse_history(_log_tail(settings.log_file)), subnets)
+    except Exception:              # a hint only: never in the way of the verdict
+        pass
+
+
+def _log_tail(path: str, size: int = 256 * 1024) -> list[str]:
+    """The last whole lines of the decision log (at most size bytes), [] if unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return []
+    with os.fdopen(fd, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        f.seek(max(0, end - size))
+        lines = f.read().decode("utf-8", "replace").split("\n")
+    return lines[1:] if end > size else lines
+
+
 def _log_migration(vmid, environ) -> None:
     import time
 
-    from phoenix_hook.settings import SettingsError, load
-    try:
-        settings = load(environ=environ)
-    except SettingsError:
-        return
+    settings = _settings(environ)[0]
     _log(settings, {"vmid": vmid, "phase": "pre-start", "node": settings.node,
                     "mode": settings.for_guest(vmid)[0], "migrated_from": environ.get("PVE_MIGRATED_FROM")},
          "skipped", "allowed", 0, time.monotonic())
@@ -220,17 +331,20 @@ def _could_not_check(vmid, settings, record, t0, why, label=None, shown=False) -
     because = f" ({why})" if why else ""
     if settings.on_error == "refuse":
         say(f"{P} {label} not started: the check failed{because} and on_error = refuse")
+        journal(f"{label} not started: the address check failed{because} and on_error = refuse")
         _log(settings, record, "error", "refused", 1, t0)
         return 1
     say(f"WARNING: {P} {label} was NOT checked for address conflicts{because}; "
         f"starting anyway (on_error = allow)")
+    journal(f"{label} started WITHOUT an address conflict check{because} (on_error = allow)")
     _log(settings, record, "error", "allowed", 0, t0)
     return 0
 
 
 def _log(settings, record, verdict, action, code, t0) -> None:
     """Append one JSON line per decision; one write() on an O_APPEND file, so
-    lines from guests starting at the same time never interleave."""
+    lines from guests starting at the same time never interleave. O_NOFOLLOW:
+    a symlink planted as the log must not make root append to another file."""
     import json
     import time
     record = dict(record, verdict=verdict, action=action, exit=code,
@@ -239,7 +353,7 @@ def _log(settings, record, verdict, action, code, t0) -> None:
     line = (json.dumps(record, sort_keys=True) + "\n").encode()
     try:
         os.makedirs(os.path.dirname(settings.log_file), mode=0o750, exist_ok=True)
-        fd = os.open(settings.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = os.open(settings.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
         try:
             os.write(fd, line)
         finally:
@@ -249,28 +363,73 @@ def _log(settings, record, verdict, action, code, t0) -> None:
 
 
 def run_chained(vmid: int, phase: str, environ) -> int:
-    """Run the hookscript install.sh --chain found on this guest before us.
+    """Run the hookscript install.sh --chain found on this guest before us (pve/chain.py).
 
     Its exit code is ours: in pre-start a failure aborts the start, as it
-    would have without phoenix-hook.
+    would have without phoenix-hook. A record that is not this guest's (a
+    new guest or a clone with the same VMID) is not run, loudly; one that is
+    unsafe (not root's, writable by others), or names a missing script,
+    fails pre-start, as a missing hookscript would.
     """
-    path = None
+    from phoenix_hook.pve import chain
     try:
-        with open(os.path.join(paths.chain_dir(environ), str(vmid))) as f:
-            for line in f:
-                if line.startswith("path="):
-                    path = line[5:].strip()
-    except OSError:
+        rec = chain.load(paths.pve_root(environ), vmid)
+    except chain.ChainError as exc:
+        return _chain_refused(vmid, phase, f"{exc}; chained hookscript not run")
+    if rec is None:
+        _old_record(vmid, phase, environ)
         return 0
-    if not path:
+    settings = _settings(environ)[0]
+    from phoenix_hook.pve.files import FileSource, SourceError
+    source = FileSource(settings.pve_root, settings.node)
+    try:
+        cf = source.locate(vmid)
+        text = source.read(cf)
+        from phoenix_hook.pve.guest import parse_config
+        macs, vmgenid = chain.identity(text, parse_config(text, vmid, cf.type, cf.node))
+    except SourceError as exc:
+        return _chain_refused(vmid, phase, f"cannot read guest {vmid}'s config to match the chain "
+                                           f"record {rec.file}: {exc}")
+    why = chain.mismatch(rec, macs, vmgenid)
+    if why:
+        line = (f"the chain record {rec.file} is not this guest's: {why}; its hookscript {rec.path} "
+                f"was NOT run. If it is this guest's, re-run install.sh --attach {vmid} --chain; "
+                f"else delete the record")
+        say(f"WARNING: {P} guest {vmid}: {line}")
+        journal(f"guest {vmid} {phase}: {line}")
         return 0
-    if not os.access(path, os.X_OK):
-        say(f"{P} chained hookscript {path} of guest {vmid} is missing or not executable; "
-            f"restore it or re-run install.sh")
-        return 1 if phase == "pre-start" else 0
+    unsafe = chain.check_script(rec.path)
+    if unsafe:
+        return _chain_refused(vmid, phase, f"{unsafe}; not run as root (chown root, chmod go-w)")
+    if not os.access(rec.path, os.X_OK):
+        return _chain_refused(vmid, phase, f"chained hookscript {rec.path} of guest {vmid} is missing "
+                                           f"or not executable; restore it or re-run install.sh")
     import subprocess
     sys.stdout.flush()
-    return subprocess.run([path, str(vmid), phase], stdin=subprocess.DEVNULL).returncode
+    return subprocess.run([rec.path, str(vmid), phase], stdin=subprocess.DEVNULL).returncode
+
+
+def _chain_refused(vmid: int, phase: str, why: str) -> int:
+    """A chained hookscript that should run but may not: pre-start fails, as PVE fails a
+    start whose hookscript is missing; other phases only warn (PVE ignores their exit)."""
+    if phase == "pre-start":
+        say(f"{P} guest {vmid} not started: {why}")
+        journal(f"guest {vmid} not started: {why}")
+        return 1
+    say(f"WARNING: {P} guest {vmid} {phase}: {why}")
+    journal(f"guest {vmid} {phase}: {why}")
+    return 0
+
+
+def _old_record(vmid: int, phase: str, environ) -> None:
+    """A record in the old node-local format (before records were tied to the guest)
+    is never run: say how to convert it."""
+    old = os.path.join(paths.chain_dir(environ), str(vmid))
+    if os.path.exists(old):
+        line = (f"the old chain record {old} is not used any more (it is not tied to the guest); "
+                f"its hookscript was NOT run: re-run install.sh to convert it")
+        say(f"WARNING: {P} guest {vmid}: {line}")
+        journal(f"guest {vmid} {phase}: {line}")
 
 
 if __name__ == "__main__":

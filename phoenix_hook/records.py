@@ -12,7 +12,7 @@ source, so that making an instance costs what a hand-written one does):
     @dataclass                      __init__, __repr__, __eq__, unhashable
     @dataclass(frozen=True)         the same, immutable, hashed by its fields
     @dataclass(frozen=True, slots=True)   and __slots__ instead of __dict__
-    field(default=...) / field(default_factory=...)
+    field(default=..., default_factory=..., repr=False)
     replace(obj, **changes), fields(obj), is_record(obj)
 
 Fields come from the class's own annotations in order, after those of a
@@ -33,21 +33,22 @@ class FrozenInstanceError(AttributeError):
 
 
 class Field:
-    __slots__ = ("name", "default", "default_factory")
+    __slots__ = ("name", "default", "default_factory", "repr")
 
-    def __init__(self, default=_MISSING, default_factory=_MISSING):
+    def __init__(self, default=_MISSING, default_factory=_MISSING, repr=True):  # noqa: A002 (dataclasses' name)
         if default is not _MISSING and default_factory is not _MISSING:
             raise ValueError("cannot specify both default and default_factory")
         self.name = ""
         self.default = default
         self.default_factory = default_factory
+        self.repr = repr
 
     def __repr__(self) -> str:
         return f"Field(name={self.name!r}, default={self.default!r}, default_factory={self.default_factory!r})"
 
 
-def field(*, default=_MISSING, default_factory=_MISSING) -> Field:
-    return Field(default, default_factory)
+def field(*, default=_MISSING, default_factory=_MISSING, repr=True) -> Field:  # noqa: A002
+    return Field(default, default_factory, repr)
 
 
 def dataclass(cls=None, /, *, frozen: bool = False, slots: bool = False):
@@ -122,7 +123,7 @@ def _process(cls, frozen: bool, slots: bool):
     own = dict(cls.__dict__)
     methods = {"__init__": _make_init(flds, frozen or slots)}
     if "__repr__" not in own:
-        methods["__repr__"] = _make_repr(names)
+        methods["__repr__"] = _make_repr(tuple(n for n, f in flds.items() if f.repr))
     if "__eq__" not in own:
         methods["__eq__"] = _make_eq(names)
     if frozen:

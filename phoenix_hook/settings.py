@@ -2,6 +2,15 @@
 
 A missing file means defaults. An invalid value is a SettingsError whose
 message names the file, the key and the value, and says what is allowed.
+
+The commands stop at the first mistake (exit 2). The hookscript must not:
+a typo in the settings must never switch the guard off. `load_lenient`
+reads what it can, takes the default for each thing it cannot, and returns
+the mistakes as lines to show (the hook checks anyway and says so).
+
+A settings file writable by group or others, or owned by anyone but root
+(or the user running the command), is not read at all: whoever can write
+it could turn checking off (`mode = off`) for every guest.
 """
 from __future__ import annotations
 
@@ -18,7 +27,7 @@ MODES = ("enforce", "warn", "off")
 ON_ERROR = ("allow", "refuse")
 RFC5227 = "rfc5227"
 KNOWN_KEYS = {"mode", "probe_timeout_ms", "deadline_s", "on_error", "pve_root", "node",
-              "log_file", "ignore", "dhcp_ranges", "run_dir"}
+              "log_file", "ignore", "dhcp_ranges", "run_dir", "dhcp_leases"}
 GUEST_KEYS = {"mode", "probe_timeout_ms"}
 API_SECTION = "api"
 
@@ -38,6 +47,7 @@ class Settings:
     run_dir: str = "/run/phoenix-hook"       # node-local claims of starting guests (claims.py)
     ignore: tuple[str, ...] = ()             # addresses / networks never probed
     dhcp_ranges: tuple[tuple[str, str], ...] = ()
+    dhcp_leases: tuple[str, ...] = ()        # lease files (dnsmasq, ISC dhcpd, Kea memfile)
     guests: dict = field(default_factory=dict)   # vmid -> {"mode": .., "probe_timeout_ms": ..}
     path: str | None = None                  # the file these came from, None if defaults
     sections: dict = field(default_factory=dict)  # other sections, raw, for later commands
@@ -57,10 +67,34 @@ class Settings:
 
 def load(path: str | None = None, environ=os.environ) -> Settings:
     """Read the settings file; defaults when it does not exist."""
+    text, path = _read(path, environ)
+    if text is None:
+        return Settings(path=None)
+    return parse(text, path)
+
+
+def load_lenient(environ=os.environ) -> tuple[Settings, list[str]]:
+    """(settings, mistakes) for the hookscript: never raises for what the file says.
+
+    Each mistake is one line naming the file, the key and what is used instead.
+    """
+    problems: list[str] = []
+    try:
+        text, path = _read(None, environ)
+    except SettingsError as exc:
+        return Settings(path=None), [f"{exc}; using the defaults for every setting"]
+    if text is None:
+        return Settings(path=None), []
+    return parse(text, path, problems), problems
+
+
+def _read(path, environ) -> tuple[str | None, str]:
+    """(text, path) of the settings file; (None, path) when the default file is absent."""
     explicit = path
     path = path or settings_file(environ)
     try:
         with open(path, encoding="utf-8") as f:
+            _safe(path, os.fstat(f.fileno()))
             text = f.read()
     except FileNotFoundError:
         if explicit:
@@ -68,33 +102,75 @@ def load(path: str | None = None, environ=os.environ) -> Settings:
         if environ.get(ENV_VAR) and path == environ.get(ENV_VAR):
             raise SettingsError(f"{path}: no such file ({ENV_VAR} names it); "
                                 f"create it or unset {ENV_VAR}") from None
-        return Settings(path=None)
+        return None, path
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: cannot read settings ({exc}); fix its permissions or content") from None
-    return parse(text, path)
+    return text, path
 
 
-def parse(text: str, path: str = "<settings>") -> Settings:
+def _safe(path: str, st) -> None:
+    """Refuse a settings file others could have written (module docstring)."""
+    import stat
+    owners = {0, os.geteuid()}
+    if st.st_uid not in owners or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise SettingsError(f"{path}: not used: it is writable by group or others, or not owned by root "
+                            f"(mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}); "
+                            f"chown root {path}; chmod 644 {path}")
+
+
+def parse(text: str, path: str = "<settings>", problems: list | None = None) -> Settings:
+    """Settings from INI text. problems None: the first mistake raises SettingsError;
+    a list: each mistake is appended (with what is used instead) and reading goes on."""
+    def mistake(msg: str, instead: str) -> None:
+        if problems is None:
+            raise SettingsError(msg)
+        problems.append(f"{msg}; {instead}")
+
+    def value(section, key, raw, default_words):
+        try:
+            return _value(path, section, key, raw)
+        except SettingsError as exc:
+            mistake(str(exc), f"using {default_words}")
+            return _NOPE
+
     # No DEFAULT section magic: configparser would copy its keys into every
     # section, and a [DEFAULT] key would then be "not allowed in [guest:5]".
-    cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"),
-                                   default_section="\0no-default")
-    try:
-        cp.read_string(text, source=path)
-    except configparser.Error as exc:
-        first = str(exc).splitlines()[0]
-        raise SettingsError(f"{path}: not a valid INI file ({first}); "
-                            f"see the README 'Settings' section") from None
+    def read(strict: bool):
+        cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"),
+                                       default_section="\0no-default", strict=strict)
+        try:
+            cp.read_string(text, source=path)
+        except configparser.MissingSectionHeaderError as exc:
+            return None, exc, "using the defaults for every setting"
+        except configparser.ParsingError as exc:
+            # configparser has read every line it could before it complains
+            return cp, exc, "those lines are ignored"
+        except (configparser.DuplicateOptionError, configparser.DuplicateSectionError) as exc:
+            return None, exc, "using the last one"
+        except configparser.Error as exc:
+            return None, exc, "using the defaults for every setting"
+        return cp, None, None
+
+    cp, exc, instead = read(strict=True)
+    if instead == "using the last one":
+        mistake(f"{path}: not a valid INI file ({_first(exc)}); see the README 'Settings' section", instead)
+        cp, exc, instead = read(strict=False)
+    if exc is not None:
+        mistake(f"{path}: not a valid INI file ({_first(exc)}); see the README 'Settings' section", instead)
+        if cp is None:
+            return Settings(path=path)
     kw: dict = {"path": path}
     if cp.has_section(SECTION):
         sec = cp[SECTION]
         for key in sec:
             if key not in KNOWN_KEYS:
-                raise SettingsError(f"{path}: unknown key '{key}' in [{SECTION}]; "
-                                    f"known keys: {', '.join(sorted(KNOWN_KEYS))}")
-        for key, value in sec.items():
-            if value.strip():          # "node =" as in the commented template: the default
-                kw[key] = _value(path, SECTION, key, value)
+                mistake(f"{path}: unknown key '{key}' in [{SECTION}]; "
+                        f"known keys: {', '.join(sorted(KNOWN_KEYS))}", "ignored")
+        for key, raw in sec.items():
+            if key in KNOWN_KEYS and raw.strip():   # "node =" as in the commented template: the default
+                v = value(SECTION, key, raw, f"the default ({_default_words(key)})")
+                if v is not _NOPE:
+                    kw[key] = v
     guests = {}
     sections = {}
     for name in cp.sections():
@@ -103,26 +179,54 @@ def parse(text: str, path: str = "<settings>") -> Settings:
         if name.startswith("guest:"):
             vmid = name[6:]
             if not (vmid.isascii() and vmid.isdigit()):   # '²'.isdigit() is True, int() rejects it
-                raise SettingsError(f"{path}: section [{name}] must be [guest:VMID] with a numeric VMID")
+                mistake(f"{path}: section [{name}] must be [guest:VMID] with a numeric VMID", "ignored")
+                continue
             o = {}
-            for key, value in cp[name].items():
+            for key, raw in cp[name].items():
                 if key not in GUEST_KEYS:
-                    raise SettingsError(f"{path}: key '{key}' is not allowed in [{name}]; "
-                                        f"allowed: {', '.join(sorted(GUEST_KEYS))}")
-                o[key] = _value(path, name, key, value)
+                    mistake(f"{path}: key '{key}' is not allowed in [{name}]; "
+                            f"allowed: {', '.join(sorted(GUEST_KEYS))}", "ignored")
+                    continue
+                v = value(name, key, raw, f"the [{SECTION}] value")
+                if v is not _NOPE:
+                    o[key] = v
             guests[int(vmid)] = o
         elif name == API_SECTION:
             sections[name] = dict(cp[name].items())
         else:
-            raise SettingsError(f"{path}: unknown section [{name}]; sections are [{SECTION}], "
-                                f"[guest:VMID] and [{API_SECTION}]")
+            mistake(f"{path}: unknown section [{name}]; sections are [{SECTION}], "
+                    f"[guest:VMID] and [{API_SECTION}]", "ignored")
     if API_SECTION in sections:
         # Raw: [api] is checked where the API is used (pveapi.check_api), so a
         # bad value there never touches the hookscript, which reads files only.
         kw["api"] = dict(sections[API_SECTION])
     out = Settings(guests=guests, sections=sections, **kw)
-    _window_fits(out, path)
+    try:
+        _window_fits(out, path)
+    except SettingsError as exc:
+        mistake(str(exc), f"using the defaults probe_timeout_ms = {Settings.probe_timeout_ms} and "
+                f"deadline_s = {Settings.deadline_s:g} instead")
+        kw.pop("probe_timeout_ms", None)
+        kw.pop("deadline_s", None)
+        guests = {vmid: {k: v for k, v in o.items() if k != "probe_timeout_ms"} for vmid, o in guests.items()}
+        out = Settings(guests=guests, sections=sections, **kw)
     return out
+
+
+_NOPE = object()
+
+
+def _first(exc) -> str:
+    return str(exc).splitlines()[0]
+
+
+def _default_words(key: str) -> str:
+    if key == "node":
+        return "this host's name"
+    v = getattr(Settings, key, None)
+    if isinstance(v, tuple):
+        return "none"
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _window_fits(s: Settings, path: str) -> None:
@@ -183,6 +287,12 @@ def _value(path, section, key, value):
         return items
     if key == "dhcp_ranges":
         return _ranges(path, section, key, v)
+    if key == "dhcp_leases":
+        files = tuple(x.strip() for x in v.split(",") if x.strip())
+        for x in files:
+            if not x.startswith("/"):
+                raise _bad(path, section, key, x, "absolute paths of lease files, comma-separated")
+        return files
     return v
 
 

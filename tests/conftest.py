@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parent.parent
 HOOKSCRIPT = REPO / "hookscripts" / "phoenix-hook.py"
 RESPONDER = Path(__file__).resolve().parent / "responder.py"
 NODE = "pve1"
-HOOK_ENV = {"PATH": "/sbin:/bin:/usr/sbin:/usr/bin", "LC_ALL": "C"}
+# PVE's PATH, behind a fake logger(1) that records what the hook sends to the journal.
+FAKE_BIN = Path(__file__).resolve().parent / "fake_bin"
+HOOK_ENV = {"PATH": f"{FAKE_BIN}:/sbin:/bin:/usr/sbin:/usr/bin", "LC_ALL": "C"}
 
 
 LAB_PLAN = Path(__file__).resolve().parent / "data" / "lab_plan.json"
@@ -121,8 +123,14 @@ class PveTree:
         # Every line must be one whole JSON object: json.loads fails the test otherwise.
         return [json.loads(line) for line in self.log_file.read_text().splitlines()]
 
+    def journal(self) -> list[str]:
+        """What hook runs sent to the journal (the fake logger's record: its arguments)."""
+        f = self.tmp / "journal.log"
+        return f.read_text().splitlines() if f.exists() else []
+
     def env(self, extra: dict | None = None) -> dict:
-        env = dict(HOOK_ENV, PHOENIX_HOOK_CONF=str(self.conf), PYTHONPATH=str(REPO))
+        env = dict(HOOK_ENV, PHOENIX_HOOK_CONF=str(self.conf), PYTHONPATH=str(REPO),
+                   PHOENIX_TEST_JOURNAL=str(self.tmp / "journal.log"))
         env.update(extra or {})
         return env
 
@@ -143,6 +151,26 @@ def lab():
 def _netns_list() -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _host_paths_untouched():
+    """No test may write the real decision log or claims of this machine (a settings
+    fallback to the defaults would): fail the session if one appears."""
+    watched = ["/var/log/phoenix-hook", "/run/phoenix-hook"]
+    before = {p for p in watched if os.path.exists(p)}
+    yield
+    appeared = [p for p in watched if os.path.exists(p) and p not in before]
+    assert not appeared, f"tests wrote to this machine's own {appeared}; remove them and fix the test"
+
+
+@pytest.fixture(autouse=True)
+def journal(monkeypatch):
+    """Hook code run inside the test process logs here, never to this host's journal."""
+    from phoenix_hook import hook
+    lines: list[str] = []
+    monkeypatch.setattr(hook, "journal", lines.append)
+    return lines
 
 
 @pytest.fixture

@@ -320,6 +320,33 @@ def test_run_check_send_failure_is_error_never_clear(clock):
     assert wire.closed
 
 
+class LossyWire(FakeWire):
+    """A FakeWire whose kernel dropped frames on some interfaces (a receive buffer overflow)."""
+
+    def __init__(self, clock, lost, **kw):
+        super().__init__(clock, **kw)
+        self.lost = lost
+
+    def dropped(self):
+        return dict(self.lost)
+
+
+def test_run_check_frames_lost_and_nothing_heard_is_could_not_check_never_clear(clock):
+    g = ct(951, "bridge=vmbr0,ip=10.0.0.151/24", "bridge=vmbr1,ip=10.0.1.151/24")
+    rep = run([g], LossyWire(clock, {"vmbr0": 37, "vmbr1": 0}), clock)
+    n0, n1 = rep.guests[0].nics
+    assert n0.verdict == "error" and rep.exit_code == 3
+    assert "dropped 37 received frames on vmbr0" in n0.note and "proves nothing" in n0.note
+    assert n1.verdict == "clear"                  # no loss on vmbr1: its silence stands
+
+
+def test_run_check_frames_lost_but_the_holder_heard_is_a_conflict(clock):
+    g = ct(951, "bridge=vmbr0,ip=10.0.0.151/24")
+    wire = LossyWire(clock, {"vmbr0": 5000}, squatters={"10.0.0.151": (SQUAT, "reply", None)})
+    rep = run([g], wire, clock)
+    assert rep.verdict == "conflict" and [c.mac for c in rep.guests[0].nics[0].conflicts] == [SQUAT]
+
+
 def test_run_check_wire_cannot_open_is_error(clock):
     def factory(ifaces):
         raise WireError(errno.EPERM, "raw sockets need root (CAP_NET_RAW)")

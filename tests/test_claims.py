@@ -124,3 +124,24 @@ def test_the_claim_time_is_read_under_the_lock(tmp_path):
 
     assert claims.claim(str(tmp_path), 951, "10.0.0.151", "vmbr0", None, clock=clock) is None
     assert seen == ["held"]
+
+
+def test_symlinks_in_run_dir_are_never_followed(tmp_path):
+    """Root writes claims: a link planted as a claim or as the next temporary file must
+    not make it read or write the file the link points at."""
+    import os
+    run = str(tmp_path / "run")
+    victim = tmp_path / "victim"
+    victim.write_text("952 9999999999.0\n")          # would read as a fresh claim by 952
+    os.makedirs(os.path.join(run, "claims"))
+    link = os.path.join(run, "claims", "10.0.0.151@vmbr0")
+    os.symlink(victim, link)
+    os.symlink(victim, f"{link}.{os.getpid()}.tmp")
+    assert claims.claim(run, 951, "10.0.0.151", "vmbr0", None, now=100.0) is None
+    assert victim.read_text() == "952 9999999999.0\n"
+    assert not os.path.islink(link) and open(link).read().split()[0] == "951"
+    os.unlink(link)
+    os.symlink(victim, link)
+    claims.release(run, 952, "10.0.0.151", "vmbr0", None)       # would unlink... the link, never victim
+    claims.release_all(run, 952)
+    assert victim.exists()

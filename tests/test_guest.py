@@ -187,12 +187,24 @@ def test_malformed_value_is_nic_error_without_address(extra, key, value):
 
 
 @pytest.mark.parametrize("ip", ["10.0.0.5", "10.0.0.5/33", "10.0.0.300/24", "10.0.0.5/", "fd00::1/64",
-                                "0.0.0.0/0", "224.0.0.1/4", "127.0.0.1/8", "255.255.255.255/32",
-                                "10.0.0.5/\u0662\u0664", "010.0.0.5/24", "static"])
+                                "0.0.0.0/0", "224.0.0.1/4", "10.0.0.5/7", "10.0.0.5/0",
+                                "10.0.0.5/\u0662\u0664", "010.0.0.5/24", "static", "DHCP"])
 def test_malformed_ip_is_nic_error(ip):
+    """pve-ipv4-config: dhcp, manual or IPv4/CIDR with a prefix of 8 to 32 (pve_verify_cidrv4)."""
     n = parse_config(lxc(f"net0: name=eth0,bridge=vmbr0,ip={ip}"), 5).nics[0]
     assert n.error and f"ip={ip!r}" in n.error
     assert n.address is None
+
+
+@pytest.mark.parametrize("ip, words", [("127.0.0.1/8", "loopback"), ("255.255.255.255/32", "broadcast"),
+                                       ("224.0.0.1/8", "multicast"), ("0.0.0.0/8", "0.0.0.0/8"),
+                                       ("240.0.0.1/24", "reserved")])
+def test_valid_ip_that_is_no_host_address_is_not_probed_and_no_error(ip, words):
+    """PVE accepts these, so the container starts: not an error (on_error = refuse would refuse a
+    start PVE allows), and never probed."""
+    n = parse_config(lxc(f"net0: name=eth0,bridge=vmbr0,ip={ip}"), 5).nics[0]
+    assert n.error is None and n.address is None and n.ip_mode == "unusable"
+    assert words in n.note4 and ip in n.note4
 
 
 def test_missing_name_is_an_error():
@@ -214,12 +226,23 @@ def test_description_lines_are_not_config():
     assert [n.address for n in g.nics] == ["10.0.0.5"] and g.name == "real" and g.errors == ()
 
 
-def test_odd_spacing():
-    text = "   hostname :   spaced   \n\tnet0:name=eth0 , bridge = vmbr0 ,ip= 10.0.0.5/24 ,tag= 7  \n\n\n"
+def test_spacing_as_pve_reads_it():
+    """parse_pct_config: patterns anchored at the line start, the key right before ':',
+    whitespace after ':' and at the end stripped; inside property strings nothing is stripped."""
+    text = ("   hostname: indented\n"            # leading whitespace: unreadable
+            "hostname :spaced-key\n"             # space before ':': unreadable
+            "hostname:\t  fine  \t\n"
+            "net0:name=eth0,bridge=vmbr0,ip=10.0.0.5/24,tag=7  \n"
+            "net1: name=eth1, bridge=vmbr0,ip=10.0.0.6/24\n"   # " bridge": a key PVE does not know
+            "net2: name=eth2,bridge= vmbr0,ip=10.0.0.7/24\n\n\n")
     g = parse_config(text, 5)
-    n = g.nics[0]
-    assert g.name == "spaced"
-    assert (n.name, n.bridge, n.address, n.tag) == ("eth0", "vmbr0", "10.0.0.5", 7)
+    assert g.name == "fine"
+    n0, n1, n2 = g.nics
+    assert (n0.name, n0.bridge, n0.address, n0.tag) == ("eth0", "vmbr0", "10.0.0.5", 7)
+    assert n1.bridge is None and n1.address == "10.0.0.6"      # no bridge: nothing to probe on
+    assert "bridge=' vmbr0'" in n2.error and n2.address is None
+    assert len(g.errors) == 2 and "'   hostname: indented'" in g.errors[0] and "line 1" in g.errors[0]
+    assert "'hostname :spaced-key'" in g.errors[1] and "line 2" in g.errors[1]
 
 
 def test_crlf_line_endings():
@@ -280,14 +303,29 @@ def test_qemu_without_ipconfig_has_no_address():
     assert g.nics[0].ip_mode == "none" and g.nics[0].address is None and g.nics[0].error is None
 
 
-def test_qemu_malformed():
+def test_qemu_netn_pve_drops_is_dropped_with_a_note_not_an_error():
+    """qemu-server parse_vm_config drops a netN (or ipconfigN) whose value does not parse, and
+    the VM starts without it: no NIC error, so on_error = refuse cannot refuse that start."""
     g = parse_config(lxc("net0: virtio=nope,bridge=vmbr0", "ipconfig0: ip=10.0.30.5/24",
                          "net1: bridge=vmbr0", "ipconfig1: ip=10.0.30.6/24",
-                         "net2: virtio=A2:C0:43:67:08:A1,bridge=vmbr0", "ipconfig2: ip=10.0.30.7/24,gw=x"),
+                         "net2: virtio=A2:C0:43:67:08:A1,bridge=vmbr0", "ipconfig2: ip=10.0.30.7/24,gw=x",
+                         "net3: virtio=A2:C0:43:67:08:A3,bridge=vmbr\x000", "ipconfig3: ip=10.0.30.8/24",
+                         "net4: virtio=03:C0:43:67:08:A4,bridge=vmbr0", "ipconfig4: ip=10.0.30.9/24",
+                         "net5: virtio=A2:C0:43:67:08:A5,bridge=vmbr0,tag=4095", "ipconfig5: ip=10.0.30.10/24",
+                         "net6: virtio=A2:C0:43:67:08:A6,bridge=vmbr0", "ipconfig6: ip=dhcp,gw=10.0.30.1",
+                         "net7: virtio=A2:C0:43:67:08:A7,bridge=vmbr0", "ipconfig7: ip=10.0.30.11/24"),
                      100, "qemu")
-    assert "hwaddr='nope'" in g.nic("net0").error and g.nic("net0").address is None
-    assert "model" in g.nic("net1").error and g.nic("net1").address is None
-    assert "gw='x'" in g.nic("net2").error and g.nic("net2").address is None
+    assert [n.key for n in g.nics] == ["net2", "net6", "net7"]
+    assert all(n.error is None for n in g.nics)
+    assert g.nic("net2").address is None and g.nic("net6").address is None      # ipconfig ignored
+    assert g.nic("net7").address == "10.0.30.11"
+    text = "\n".join(g.errors)
+    for needle in ("net0: macaddr='nope'", "net1: no NIC model", "ipconfig2: gw='x'",
+                   "net3: bridge='vmbr\\x000'", "net4: macaddr='03:C0:43:67:08:A4' is a multicast",
+                   "net5: tag='4095'", "ipconfig6: gw= together with ip=dhcp"):
+        assert needle in text, (needle, text)
+    assert "PVE drops this NIC and starts the VM without it" in text
+    assert "\x00" not in text                                  # the NUL is shown escaped
 
 
 def test_lxc_ipconfig_is_not_used():
@@ -298,10 +336,20 @@ def test_lxc_ipconfig_is_not_used():
 # -- parse_props -----------------------------------------------------------
 
 def test_parse_props():
-    assert parse_props("a=1, b = 2,,c") == {"a": "1", "b": "2"}
+    """JSONSchema parse_property_string: nothing stripped, blank parts skipped, the first '='
+    splits; a value without key only where the format has a default key."""
+    assert parse_props("a=1, b = 2,,  ,c=3") == {"a": "1", " b ": " 2", "c": "3"}
     assert parse_props("virtio,bridge=vmbr0", default_key="model") == {"model": "virtio", "bridge": "vmbr0"}
     assert parse_props("x=a=b") == {"x": "a=b"}
     assert parse_props("") == {}
+
+
+@pytest.mark.parametrize("value, words", [("a=1,c", "'c' has no key"), ("a=1,a=2", "a= is given twice"),
+                                          ("a=", "no key or no value"), ("=1", "no key or no value")])
+def test_property_string_errors(value, words):
+    from phoenix_hook.pve.values import property_string
+    _, err = property_string(value)
+    assert words in err
 
 
 # -- the real fixture ------------------------------------------------------

@@ -33,7 +33,7 @@ def test_an_internal_error_applies_on_error_with_one_line(tree, monkeypatch, cap
     def boom(*a, **kw):
         raise KeyError("nic")
     monkeypatch.setattr(check, "run_check", boom)
-    assert hook.main(["951", "pre-start"], environ=tree(on_error=on_error)) == code
+    assert hook.main(["951", "pre-start"], environ=tree(on_error=on_error), watchdog=False) == code
     out = capsys.readouterr().out
     assert "internal error KeyError: 'nic' (a phoenix-hook bug" in out
     assert "Traceback" not in out
@@ -92,9 +92,57 @@ def test_a_conflict_refuses_only_in_enforce_mode(tree, monkeypatch, capsys, mode
     """warn mode starts the guest (exit 0) with a WARNING: line; enforce refuses (exit 1).
     The root-only lab tests show it on the wire; this shows the policy itself, anywhere."""
     monkeypatch.setattr(check, "run_check", _conflict_report)
-    assert hook.main(["951", "pre-start"], environ=tree(mode=mode)) == code
+    assert hook.main(["951", "pre-start"], environ=tree(mode=mode), watchdog=False) == code
     out = capsys.readouterr().out
     assert ("WARNING:" in out) == (mode == "warn"), out
     assert "16:0d:a0:c0:b9:1b" in out
     rec = json.loads(tree.log.read_text())
     assert (rec["verdict"], rec["action"], rec["exit"]) == ("conflict", action, code)
+
+
+@pytest.mark.parametrize("change", ["chmod", "chown"])
+def test_a_settings_file_others_can_write_is_not_obeyed(tree, monkeypatch, capsys, journal, change):
+    """Whoever can write the settings could switch checking off: a file writable by group
+    or others, or not root's, is not read at all; the guest is checked on the defaults
+    (mode = enforce), and the task log and the journal say why."""
+    import os
+    env = tree(mode="off")
+    conf = env["PHOENIX_HOOK_CONF"]
+    if change == "chmod":
+        os.chmod(conf, 0o664)
+    else:
+        os.chown(conf, 65534, 65534)
+    logged = []
+    monkeypatch.setattr(hook, "_log", lambda settings, record, *a: logged.append((settings, record)))
+    hook.main(["951", "pre-start"], environ=env, watchdog=False)
+    out = capsys.readouterr().out
+    assert "mode = off" not in out
+    assert out.startswith(f"WARNING: phoenix-hook: settings: {conf}: not used: it is writable by group or "
+                          f"others, or not owned by root"), out
+    assert "using the defaults for every setting" in out.splitlines()[0]
+    settings, record = logged[-1]
+    assert record["mode"] == "enforce" and record["settings_errors"]
+    assert journal and "not used" in journal[0]
+
+
+def test_a_bad_log_file_setting_logs_the_decision_to_the_default_log(tree, monkeypatch, capsys):
+    from phoenix_hook.settings import Settings
+    logged = []
+    monkeypatch.setattr(hook, "_log", lambda settings, record, *a: logged.append((settings.log_file, record)))
+    hook.main(["951", "pre-start"], environ=tree(log_file="decisions.jsonl", mode="off"), watchdog=False)
+    path, record = logged[-1]
+    assert path == Settings().log_file
+    assert "log_file = 'decisions.jsonl' is not valid" in record["settings_errors"][0]
+    assert "using the default (/var/log/phoenix-hook/decisions.jsonl)" in capsys.readouterr().out
+
+
+def test_without_a_process_to_spare_the_check_runs_in_place(tree, monkeypatch, capsys):
+    """fork() failing (EAGAIN: the node is out of processes) is no reason to skip the check."""
+    def no_fork():
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+    monkeypatch.setattr(hook.os, "fork", no_fork)
+    assert hook.main(["951", "pre-start"], environ=tree(on_error="refuse", mode="enforce",
+                                                         pve_root="/nonexistent")) == 1
+    out = capsys.readouterr().out
+    assert "cannot start the check's watchdog (Resource temporarily unavailable); checking without it" in out
+    assert "could not check" in out and "Traceback" not in out

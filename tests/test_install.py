@@ -26,7 +26,7 @@ KIND_DIR = {"lxc": "lxc", "qemu": "qemu-server"}
 ME = "phoenix-hook install: "
 STAND_IN_HOOK = "#!/usr/bin/env python3\nimport sys\nfrom phoenix_hook.hook import main\nsys.exit(main())\n"
 SETTING_KEYS = ("mode", "probe_timeout_ms", "deadline_s", "on_error", "pve_root",
-                "node", "log_file", "ignore", "dhcp_ranges", "run_dir")
+                "node", "log_file", "ignore", "dhcp_ranges", "dhcp_leases", "run_dir")
 
 
 def _wrapper(path, *argv):
@@ -38,14 +38,22 @@ def _wrapper(path, *argv):
 class Node:
     """A fake PVE node under tmp_path, and install.sh copied next to a hookscript."""
 
-    def __init__(self, tmp, content="iso,vztmpl,backup,snippets"):
+    def __init__(self, tmp, content="iso,vztmpl,backup,snippets", cluster=None, name=NODE):
+        """cluster: another Node whose /etc/pve tree (pmxcfs: configs of every node, storage
+        config, chain records) this node shares, as node `name`."""
         self.tmp = tmp
-        self.pve = tmp / "pve"
+        self.name = name
+        self.pve = cluster.pve if cluster else tmp / "pve"
         for d in KIND_DIR.values():
-            (self.pve / "nodes" / NODE / d).mkdir(parents=True)
-        self.storage = tmp / "storage" / "local"
+            (self.pve / "nodes" / name / d).mkdir(parents=True, exist_ok=True)
+        self.storage = tmp / "storage" / "local"        # 'local' is this node's own directory
         (self.storage / "snippets").mkdir(parents=True)
-        self._write_storage({"local": {"type": "dir", "content": content, "path": str(self.storage)}})
+        if cluster:
+            data = json.loads((self.pve / "storage.json").read_text())
+            data["local"].setdefault("node_paths", {})[name] = str(self.storage)
+            self._write_storage(data)
+        else:
+            self._write_storage({"local": {"type": "dir", "content": content, "path": str(self.storage)}})
         self.bin = tmp / "bin"
         self.bin.mkdir()
         for tool in ("pct", "qm", "pvesm", "pvesh", "mountpoint"):
@@ -66,6 +74,8 @@ class Node:
         self.prefix = tmp / "opt" / "phoenix-hook"
         self.bindir = tmp / "usr-local-bin"
         self.etc = tmp / "etc" / "phoenix-hook"
+        self.etc_pve = self.pve                         # pmxcfs: configs and the cluster-wide chain records
+        self.chain = self.etc_pve / "phoenix-hook" / "chain"
         self.snippet = self.storage / "snippets" / "phoenix-hook.py"
 
     # --- the fake node's state -------------------------------------------
@@ -75,12 +85,17 @@ class Node:
     def storage_content(self):
         return json.loads((self.pve / "storage.json").read_text())["local"]["content"]
 
-    def conf_path(self, vmid, kind="lxc", node=NODE):
-        return self.pve / "nodes" / node / KIND_DIR[kind] / f"{vmid}.conf"
+    def conf_path(self, vmid, kind="lxc", node=None):
+        return self.pve / "nodes" / (node or self.name) / KIND_DIR[kind] / f"{vmid}.conf"
 
-    def add_guest(self, vmid, hookscript=None, kind="lxc", node=NODE, extra=(), snapshot_hook=None):
-        lines = [f"hostname: guest{vmid}", "memory: 512",
-                 f"net0: name=eth0,bridge=vmbr0,ip=10.0.0.{vmid % 250}/24,type=veth", *extra]
+    def add_guest(self, vmid, hookscript=None, kind="lxc", mac=None, vmgenid=None, node=None, extra=(),
+                  snapshot_hook=None):
+        mac = mac or mac_of(vmid)
+        net = (f"net0: name=eth0,bridge=vmbr0,hwaddr={mac},ip=10.0.0.{vmid % 250}/24,type=veth" if kind == "lxc"
+               else f"net0: virtio={mac},bridge=vmbr0,firewall=1")
+        lines = [f"hostname: guest{vmid}", "memory: 512", net, *extra]
+        if vmgenid:
+            lines.append(f"vmgenid: {vmgenid}")
         if hookscript:
             lines.append(f"hookscript: {hookscript}")
         # A snapshot section: what it says must never count as the current config.
@@ -152,7 +167,7 @@ class Node:
             "PHOENIX_ETC": str(self.etc),
             "PHOENIX_PYTHON": str(self.python),
             "PHOENIX_PVE_ROOT": str(self.pve),
-            "PHOENIX_NODE": NODE,
+            "PHOENIX_NODE": self.name,
         }
         env.update(extra)
         return env
@@ -160,6 +175,14 @@ class Node:
     def run(self, *args, **env):
         return subprocess.run([str(self.repo / "install.sh"), *args], env=self.env(**env),
                               capture_output=True, text=True, timeout=60)
+
+
+def mac_of(vmid):
+    return f"BC:24:11:00:{vmid // 256 % 256:02X}:{vmid % 256:02X}"
+
+
+def record(node, vmid):
+    return json.loads((node.chain / f"{vmid}.json").read_text())
 
 
 def set_hook(vmid, volid=VOLID, tool="pct"):
@@ -196,17 +219,19 @@ def test_fresh_install_attaches_the_named_containers(node):
     venv = node.prefix / "venv"
     pythons = [c[1:] for c in node.calls() if c[0] == "python"]
     assert [str(node.python), "-m", "venv", str(venv)] in pythons
-    assert pythons[-1] == [str(venv / "bin" / "python3"), "-m", "pip", "install",
+    assert pythons[-2] == [str(venv / "bin" / "python3"), "-m", "pip", "install",
                            "--disable-pip-version-check", "--quiet", str(node.repo)]
+    # then the hookscript's own test: its interpreter, isolated, imports the hook
+    assert pythons[-1] == [str(venv / "bin" / "python3"), "-I", "-c", "import phoenix_hook.hook"]
     link = node.bindir / "phoenix-hook"
     assert link.is_symlink() and os.readlink(link) == str(venv / "bin" / "phoenix-hook")
     # The snippet: the source with its shebang pointing into the venv, 0755.
     source = (node.repo / "hookscripts" / "phoenix-hook.py").read_text().splitlines(keepends=True)
-    assert node.snippet.read_text() == f"#!{venv}/bin/python3\n" + "".join(source[1:])
+    assert node.snippet.read_text() == f"#!{venv}/bin/python3 -I\n" + "".join(source[1:])
     assert stat.S_IMODE(node.snippet.stat().st_mode) == 0o755
     assert kv(node.etc / "state" / "guests" / "101") == {"type": "ct", "attached": VOLID, "previous": ""}
     assert kv(node.etc / "state" / "install")["snippet"] == str(node.snippet)
-    assert not (node.etc / "chain").exists()
+    assert not node.chain.exists() and not (node.etc / "chain").exists()
     assert ME + f"CT 101: attached {VOLID}" in r.stdout.splitlines()
     assert all(line.startswith(ME) for line in (r.stdout + r.stderr).splitlines())
 
@@ -244,7 +269,7 @@ def test_foreign_hookscript_is_listed_and_not_touched(node):
     assert node.hookscript(105) == "local:snippets/backup.sh"
     assert (ME + "CT 105 already has hookscript local:snippets/backup.sh; not attached "
             "(use --chain to run it after phoenix-hook)") in r.stdout.splitlines()
-    assert not (node.etc / "chain" / "105").exists()
+    assert not (node.chain / "105.json").exists()
     assert not (node.etc / "state" / "guests" / "105").exists()
 
 
@@ -255,8 +280,9 @@ def test_chain_attaches_and_records_the_previous_hookscript(node):
 
     assert node.changes() == [set_hook(105)]
     assert node.hookscript(105) == VOLID
-    chain = node.etc / "chain" / "105"
-    assert chain.read_text() == f"volid=local:snippets/backup.sh\npath={backup}\n"
+    assert record(node, 105) == {"vmid": 105, "type": "ct", "volid": "local:snippets/backup.sh",
+                                 "path": str(backup), "macs": [mac_of(105).lower()], "vmgenid": None}
+    assert stat.S_IMODE((node.chain / "105.json").stat().st_mode) == 0o640     # what pmxcfs allows
     assert kv(node.etc / "state" / "guests" / "105")["previous"] == "local:snippets/backup.sh"
     # The chain file exists before the guest is switched over.
     calls = node.calls()
@@ -337,7 +363,7 @@ def test_a_failed_pct_set_leaves_no_record(node):
     node.fail(["pct", "set", "105"])
     ok(node.run("--attach", "105", "--chain"), code=1)
     assert node.hookscript(105) == "local:snippets/backup.sh"
-    assert not (node.etc / "chain" / "105").exists()
+    assert not (node.chain / "105.json").exists()
     assert not (node.etc / "state" / "guests" / "105").exists()
 
 
@@ -484,7 +510,18 @@ def test_real_venv_and_command_symlink(tmp_path):
                            capture_output=True, text=True, cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith(str(venv)), check.stdout
-    assert node.snippet.read_text().startswith(f"#!{venv}/bin/python3\n")
+    assert node.snippet.read_text().startswith(f"#!{venv}/bin/python3 -I\n")
+    # -I: a module planted in the snippets directory cannot stand in for phoenix_hook
+    # (or the standard library), as it would with the script's directory on sys.path.
+    planted = node.snippet.parent / "phoenix_hook"
+    planted.mkdir()
+    (planted / "__init__.py").write_text("raise SystemExit('planted module ran')\n")
+    (planted / "hook.py").write_text("raise SystemExit('planted module ran')\n")
+    run = subprocess.run([str(node.snippet), "951", "post-stop"], capture_output=True, text=True,
+                         cwd=node.snippet.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(planted.parent),
+                                                       "PHOENIX_HOOK_CONF": str(tmp_path / "none.conf")})
+    assert "planted module ran" not in run.stdout + run.stderr
+    assert run.returncode == 0, run.stderr
 
 
 # --- with the Debian package installed ------------------------------------------
@@ -530,7 +567,7 @@ def test_a_package_that_is_not_installed_means_the_venv_route(node, status):
     share = package_share(node, status)
     ok(node.run(PHOENIX_PKG_SHARE=str(share)))
     assert (node.prefix / "venv").is_dir()
-    assert node.snippet.read_text().startswith(f"#!{node.prefix}/venv/bin/python3\n")
+    assert node.snippet.read_text().startswith(f"#!{node.prefix}/venv/bin/python3 -I\n")
     assert kv(node.etc / "state" / "install")["mode"] == "venv"
 
 
@@ -540,7 +577,7 @@ def test_the_package_replaces_an_earlier_venv_install(node):
     node.add_guest(105, hookscript="local:snippets/backup.sh")
     ok(node.run("--attach", "101", "105", "--chain"))
     assert (node.prefix / "venv").is_dir() and (node.bindir / "phoenix-hook").is_symlink()
-    chain = (node.etc / "chain" / "105").read_text()
+    chain = (node.chain / "105.json").read_text()
     node.forget_calls()
 
     share = package_share(node)
@@ -548,7 +585,7 @@ def test_the_package_replaces_an_earlier_venv_install(node):
     assert node.changes() == []                       # same volid: the guests need no change
     assert node.snippet.read_text().startswith(PKG_SHEBANG)
     assert not node.prefix.exists() and not (node.bindir / "phoenix-hook").is_symlink()
-    assert (node.etc / "chain" / "105").read_text() == chain
+    assert (node.chain / "105.json").read_text() == chain
     assert sorted(p.name for p in (node.etc / "state" / "guests").iterdir()) == ["101", "105"]
     assert kv(node.etc / "state" / "install")["mode"] == "package"
     assert any(line.startswith(ME + f"removed the venv {node.prefix / 'venv'}") for line in r.stdout.splitlines())
@@ -608,7 +645,7 @@ def test_a_previous_hookscript_with_spaces_is_kept_whole(node):
     script = node.add_snippet("my hook.sh")
     node.add_guest(105, hookscript=spaced)
     ok(node.run("--attach", "105", "--chain"))
-    assert (node.etc / "chain" / "105").read_text() == f"volid={spaced}\npath={script}\n"
+    assert (record(node, 105)["volid"], record(node, 105)["path"]) == (spaced, str(script))
     assert kv(node.etc / "state" / "guests" / "105")["previous"] == spaced
     node.forget_calls()
     ok(node.run("--uninstall"))
@@ -694,3 +731,132 @@ def test_uninstall_names_this_nodes_snapshots_that_keep_the_hookscript(node):
                                      "after a rollback it cannot start until you run: pct set 101 --delete hookscript"]
     assert any("backups made while a guest had" in line and "--delete hookscript" in line
                for line in r.stdout.splitlines())
+
+
+# --- chain records: tied to the guest, cluster-wide -------------------------------
+def test_the_hook_reads_the_record_install_sh_writes(node):
+    from phoenix_hook.pve import chain
+    node.add_snippet("backup.sh")
+    node.add_guest(9100, hookscript="local:snippets/backup.sh", kind="qemu",
+                   vmgenid="1F3C2A9E-7B4D-4C1E-9A0F-5D6E7F8A9B0C")
+    ok(node.run("--attach", "9100", "--vms", "--chain"))
+    rec = chain.load(str(node.etc_pve), 9100)
+    assert (rec.volid, rec.path) == ("local:snippets/backup.sh", str(node.storage / "snippets" / "backup.sh"))
+    assert rec.macs == {mac_of(9100).lower()} and rec.vmgenid == "1f3c2a9e-7b4d-4c1e-9a0f-5d6e7f8a9b0c"
+    assert record(node, 9100)["type"] == "vm"
+
+
+def test_a_guest_without_a_mac_or_vmgenid_is_not_chained(node):
+    node.add_snippet("backup.sh")
+    node.conf_path(105).write_text("hostname: bare\nhookscript: local:snippets/backup.sh\n")
+    r = ok(node.run("--attach", "105", "--chain"), code=1)
+    assert "no NIC with a MAC and no vmgenid to tie the chain record to; not attached" in r.stderr
+    assert node.changes() == [] and not (node.chain / "105.json").exists()
+
+
+def test_attaching_a_new_guest_removes_the_record_an_old_guest_left(node):
+    """pct destroy 105 left its record; a new CT 105 (new MAC) is attached without --chain."""
+    node.add_snippet("backup.sh")
+    node.add_guest(105, hookscript="local:snippets/backup.sh")
+    ok(node.run("--attach", "105", "--chain"))
+    node.add_guest(105, mac="BC:24:11:99:99:99")          # destroyed and created again, no hookscript
+    r = ok(node.run("--attach", "105"))
+    assert not (node.chain / "105.json").exists()
+    assert ME + "CT 105: removed a chain record another guest with this ID left behind" in r.stdout.splitlines()
+    assert node.hookscript(105) == VOLID
+
+
+def test_chain_again_ties_the_record_to_the_guest_as_it_is_now(node):
+    node.add_snippet("backup.sh")
+    node.add_guest(105, hookscript="local:snippets/backup.sh")
+    ok(node.run("--attach", "105", "--chain"))
+    conf = node.conf_path(105)
+    conf.write_text(conf.read_text().replace(mac_of(105), "BC:24:11:AB:CD:EF"))   # the admin's new MAC
+    r = ok(node.run("--attach", "105", "--chain"))
+    assert record(node, 105)["macs"] == ["bc:24:11:ab:cd:ef"]
+    assert record(node, 105)["volid"] == "local:snippets/backup.sh"
+    assert any("its chain record now names it as it is now" in x for x in r.stdout.splitlines())
+    assert node.changes() == [set_hook(105)]                 # from the first run only
+
+
+def test_old_node_local_records_are_converted(node):
+    backup = node.add_snippet("backup.sh")
+    node.add_guest(105, hookscript=VOLID)
+    node.add_guest(106)
+    old = node.etc / "chain"
+    old.mkdir(parents=True)
+    (old / "105").write_text(f"volid=local:snippets/backup.sh\npath={backup}\n")
+    (old / "106").write_text(f"volid=local:snippets/backup.sh\npath={backup}\n")   # 106 does not use us
+    r = ok(node.run())
+    assert record(node, 105)["macs"] == [mac_of(105).lower()] and record(node, 105)["path"] == str(backup)
+    assert not (old / "105").exists() and (old / "106").exists()
+    assert not (node.chain / "106.json").exists()
+    assert any(x.startswith(ME + "guest 105: chain record converted to ") for x in r.stdout.splitlines())
+
+
+def test_uninstall_after_a_migration_gives_the_guest_back_its_hookscript_on_its_new_node(tmp_path):
+    """CT 105 was chained on node A and migrated to node B: A's --uninstall leaves the
+    cluster-wide record; B's --uninstall restores the previous hookscript from it."""
+    a = Node(tmp_path / "a")
+    b = Node(tmp_path / "b", cluster=a, name="pve-b")           # one pmxcfs for the cluster
+    for n in (a, b):
+        n.add_snippet("backup.sh")
+    a.add_guest(105, hookscript="local:snippets/backup.sh")
+    ok(a.run("--attach", "105", "--chain"))
+    ok(b.run())                                               # phoenix-hook installed on B too
+    a.conf_path(105).rename(b.conf_path(105))                  # pct migrate 105 B
+    r = ok(a.run("--uninstall"))
+    assert ME + "CT 105 no longer exists on this node; nothing to restore" in r.stdout.splitlines()
+    assert (a.chain / "105.json").exists()
+    b.forget_calls()
+    r = ok(b.run("--uninstall"))
+    assert b.changes() == [set_hook(105, "local:snippets/backup.sh")]
+    assert b.hookscript(105) == "local:snippets/backup.sh"
+    assert not (a.chain / "105.json").exists()
+    assert any("hookscript local:snippets/backup.sh restored (chained on another node)" in x
+               for x in r.stdout.splitlines())
+
+
+def test_uninstall_does_not_restore_a_record_of_another_guest(node):
+    node.add_snippet("backup.sh")
+    node.add_guest(105, hookscript="local:snippets/backup.sh")
+    ok(node.run("--attach", "105", "--chain"))
+    (node.etc / "state" / "guests" / "105").unlink()          # as on a node that did not attach it
+    node.add_guest(105, hookscript=VOLID, mac="BC:24:11:99:99:99")   # a clone got ID 105 meanwhile
+    node.forget_calls()
+    ok(node.run("--uninstall"))
+    assert node.changes() == [delete_hook(105)]
+
+
+# --- upgrades: the venv follows the interpreter -----------------------------------------
+def venv_made(node):
+    return [c for c in node.calls() if c[0] == "python" and c[2:4] == ["-m", "venv"]]
+
+
+def test_a_venv_made_by_another_python_is_made_again(node):
+    ok(node.run(FAKE_PY_VERSION="3.11"))
+    node.forget_calls()
+    r = ok(node.run(FAKE_PY_VERSION="3.13"))                  # PVE 8 -> 9: Debian 12 -> 13
+    assert len(venv_made(node)) == 1
+    assert (ME + f"the venv at {node.prefix / 'venv'} was made with Python 3.11 and {node.python} is "
+            f"Python 3.13 now; creating it again") in r.stdout.splitlines()
+    assert "version = 3.13" in (node.prefix / "venv" / "pyvenv.cfg").read_text()
+    node.forget_calls()
+    ok(node.run(FAKE_PY_VERSION="3.13"))
+    assert venv_made(node) == []                              # same Python: kept
+
+
+def test_a_venv_that_cannot_import_phoenix_hook_is_made_again(node):
+    ok(node.run())
+    (node.prefix / "venv" / "BROKEN_IMPORT").write_text("")
+    node.forget_calls()
+    r = ok(node.run())
+    assert len(venv_made(node)) == 1
+    assert any("cannot import phoenix_hook (ModuleNotFoundError: No module named 'phoenix_hook'); "
+               "creating the venv again" in x for x in r.stdout.splitlines()), r.stdout
+
+
+def test_a_venv_that_stays_broken_fails_with_one_line(node):
+    r = ok(node.run(FAKE_IMPORT_FAILS="1"), code=1)
+    assert r.stderr.splitlines()[-1] == (ME + f"{node.prefix / 'venv'}/bin/python3 -I cannot import phoenix_hook "
+                                         f"even in a new venv: ModuleNotFoundError: No module named 'phoenix_hook'")

@@ -529,16 +529,24 @@ def test_ip6_modes_without_address(mode):
     ("ip6=10.0.0.5/24", "ip6='10.0.0.5/24'"),
     ("ip6=fe80::1%eth0/64", "ip6='fe80::1%eth0/64'"),
     ("ip6=slaac", "ip6='slaac'"),
-    ("ip6=ff02::1/64", "ip6='ff02::1/64' is not a unicast host address"),
-    ("ip6=::/0", "is not a unicast host address"),
-    ("ip6=::1/128", "is not a unicast host address"),
-    ("ip6=::ffff:10.0.0.5/96", "is not a unicast host address"),
+    ("ip6=::/0", "ip6='::/0'"),                       # PVE: prefixes below /8 are invalid
+    ("ip6=fd00::151/7", "ip6='fd00::151/7'"),
     ("ip6=fd00::151/64,gw6=fd00::zz", "gw6='fd00::zz' is not an IPv6 address"),
 ])
 def test_malformed_ip6_is_a_nic_error(extra, words):
     n = parse_config(lxc(f"net0: name=eth0,bridge=vmbr0,ip=10.0.0.5/24,{extra}"), 5).nics[0]
     assert words in (n.error or "")
     assert (n.address, n.address6, n.ip6_mode, n.ip_mode) == (None, None, "invalid", "invalid")
+
+
+@pytest.mark.parametrize("ip6, words", [("ff02::1/64", "a multicast address"), ("::1/128", "the loopback address"),
+                                        ("::ffff:10.0.0.5/96", "an IPv4-mapped address"),
+                                        ("::/8", "the unspecified address")])
+def test_valid_ip6_that_is_no_host_address_is_not_probed_and_no_error(ip6, words):
+    """PVE accepts these (pve_verify_cidrv6), so the guest starts: not an error, never probed."""
+    n = parse_config(lxc(f"net0: name=eth0,bridge=vmbr0,ip=10.0.0.5/24,ip6={ip6}"), 5).nics[0]
+    assert n.error is None and n.address6 is None and n.ip6_mode == "unusable"
+    assert words in n.note6 and n.address == "10.0.0.5"
 
 
 def test_qemu_ipconfig_ip6():
@@ -549,7 +557,9 @@ def test_qemu_ipconfig_ip6():
     n0, n1, n2 = g.nics
     assert (n0.address, n0.address6, n0.prefixlen6) == ("10.0.30.5", "fd00::30:5", 64)
     assert (n1.address6, n1.ip6_mode) == (None, "auto")
-    assert "ip6='junk'" in n2.error
+    # qemu-server drops an ipconfigN it cannot parse: the NIC has no cloud-init address, no error
+    assert n2.error is None and (n2.address, n2.address6) == (None, None)
+    assert any(e.startswith("ipconfig2: ip6='junk'") for e in g.errors)
 
 
 # -- hostnet: /proc/net/if_inet6 -----------------------------------------------------

@@ -148,7 +148,7 @@ def test_select():
     es = load_plan(str(FIXTURE))
     assert [e.vmid for e in select(es, [952, 951])] == [951, 952]
     assert select(es, []) == es
-    with pytest.raises(PlanError, match=r"CTID 999 is not in plan.json \(it has 900, 901"):
+    with pytest.raises(PlanError, match=r"guest 999 is not in plan.json \(it has 900, 901"):
         select(es, [999], "plan.json")
 
 

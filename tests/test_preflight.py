@@ -134,7 +134,7 @@ def test_python_api_accepts_parsed_json_and_entries(tree):
                                 probe=False)
     kinds = sorted(c["kind"] for g in r2.to_json()["plan"] for n in g["nics"] for c in n["conflicts"])
     assert kinds == ["plan-duplicate-ip"] * 2 + ["plan-duplicate-mac"] * 2
-    with pytest.raises(PlanError, match="CTID 999 is not in plan"):
+    with pytest.raises(PlanError, match="guest 999 is not in plan"):
         phoenix_hook.preflight(doc, [999], settings=settings_for(tree), source=FileSource(str(tree), NODE),
                                probe=False)
 
@@ -263,8 +263,10 @@ def test_cli_json_shape_and_the_outage(tmp_path, tree, capsys):
     (["PLAN"], "{not json", "not valid JSON (line 1 column 2"),
     (["PLAN"], '{"something": 1}', "not a plan"),
     (["PLAN"], '[{"vmid": 951, "ip": "10.0.0.151"}]', "has no prefix length"),
-    (["PLAN", "999"], None, "CTID 999 is not in"),
-    (["PLAN", "95x"], None, "'95x' is not a CTID"),
+    (["PLAN", "999"], None, "guest 999 is not in"),
+    (["PLAN", "95x"], None, "95x: cannot read the plan (No such file or directory)"),
+    (["PLAN", "99"], None, "'99' is not a guest ID"),
+    (["951"], None, "no plan file given"),
     (["MISSING"], None, "cannot read the plan (No such file or directory)"),
     (["PLAN", "--timeout-ms", "5"], None, "--timeout-ms 5 is out of range"),
 ])

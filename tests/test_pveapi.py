@@ -490,7 +490,8 @@ def test_config_text_keeps_single_line_scalars():
     text = pveapi.config_text({"hostname": "a", "template": 1, "onboot": True, "description": "x\ny",
                                "lxc": [["lxc.apparmor.profile", "unconfined"]], "digest": "d",
                                "net0": "name=eth0,ip=dhcp", "weird": "a\nnet5: name=x"})
-    assert text.splitlines() == ["hostname: a", "template: 1", "onboot: 1", "net0: name=eth0,ip=dhcp"]
+    assert text.splitlines() == ["hostname: a", "template: 1", "onboot: 1", "lxc.apparmor.profile: unconfined",
+                                 "net0: name=eth0,ip=dhcp"]
 
 
 # -- backend = local: proxmoxer runs pvesh on the node ---------------------------

@@ -160,6 +160,18 @@ def test_methods_the_class_writes_itself_win():
         assert a == b and hash(a) == hash(b) and repr(a) == "<vmbr0>", mod.__name__
 
 
+def test_a_field_can_stay_out_of_repr():
+    out = []
+    for mod in (dataclasses, records):
+        @mod.dataclass(frozen=True)
+        class Lease:
+            ip: str
+            expires: int | None = mod.field(default=None, repr=False)
+        out.append(Lease("10.0.0.5", 1700000000))
+    assert repr(out[1]) == repr(out[0]) == "test_a_field_can_stay_out_of_repr.<locals>.Lease(ip='10.0.0.5')"
+    assert out[1] != type(out[1])("10.0.0.5", 1)          # still compared
+
+
 def test_a_default_before_a_required_field_is_refused():
     for mod in (dataclasses, records):
         with pytest.raises(TypeError):

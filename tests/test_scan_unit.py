@@ -426,3 +426,27 @@ def test_progress_line_only_when_asked(monkeypatch):
     assert err.getvalue().count("\r") == 1 and "0/4096 addresses answered" in err.getvalue()
     p(sw, 1.15, final=True)
     assert err.getvalue().endswith("\r\033[K")    # the line is wiped at the end
+
+
+@pytest.mark.parametrize("lost,code", [(0, 0), (12, 3)])
+def test_scan_says_when_frames_were_lost(tmp_path, monkeypatch, capsys, lost, code):
+    """Frames the kernel dropped mean answers may be missing: said on stderr, counted in
+    the JSON, and with nothing found the exit is 3 (could not scan), never 0."""
+    from phoenix_hook.cli import main as cli
+    from phoenix_hook.net import hostnet, sweep
+
+    (tmp_path / "pve" / "nodes" / "pve1" / "lxc").mkdir(parents=True)
+    conf = tmp_path / "c.conf"
+    conf.write_text(f"[phoenix-hook]\npve_root = {tmp_path}/pve\nnode = pve1\n")
+    link = hostnet.Link(name="vmbr0", mac=BR_MAC, up=True, noarp=False, carrier=True, is_bridge=True,
+                        vlan_filtering=False)
+
+    def fake_sweep(bridge, vlan, net_, **kw):
+        return sweep.SweepResult(net=net("10.0.0.0/30"), link=link, tag=None, source_ip="10.0.0.1",
+                                 answers={scan.ip_int("10.0.0.2"): {"02:00:00:00:00:02": 0.0}},
+                                 sent=4, lost=lost)
+    monkeypatch.setattr(sweep, "sweep", fake_sweep)
+    assert cli.main(["--config", str(conf), "scan", "10.0.0.0/30", "--json"]) == code
+    out, err = capsys.readouterr()
+    assert json.loads(out)["frames_lost"] == lost
+    assert ("dropped 12 received frames on vmbr0" in err and err.startswith("phoenix-hook: WARNING:")) == bool(lost)

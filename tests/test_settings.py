@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import given, strategies as st
 
 from phoenix_hook import settings
 from phoenix_hook.settings import Settings, SettingsError, load, parse
@@ -47,6 +48,12 @@ dhcp_ranges = 10.0.0.100-10.0.0.199, 10.0.1.10 - 10.0.1.20
     assert s.dhcp_ranges == (("10.0.0.100", "10.0.0.199"), ("10.0.1.10", "10.0.1.20"))
 
 
+def test_dhcp_leases_files():
+    s = parse(conf("dhcp_leases = /var/lib/misc/dnsmasq.leases, /var/lib/kea/kea-leases4.csv,"), P)
+    assert s.dhcp_leases == ("/var/lib/misc/dnsmasq.leases", "/var/lib/kea/kea-leases4.csv")
+    assert parse(conf("dhcp_leases ="), P).dhcp_leases == ()
+
+
 def test_rfc5227_timeout_and_inline_comments():
     s = parse(conf("probe_timeout_ms = rfc5227   # the RFC's own 7 s\nmode = off ; no checks"), P)
     assert s.probe_timeout_ms == "rfc5227" and s.mode == "off"
@@ -66,6 +73,7 @@ def test_keys_are_case_insensitive():
     ("node", "../pve1"), ("node", ".hidden"),
     ("ignore", "10.0.0.300"), ("ignore", "fd00::zz"),
     ("dhcp_ranges", "10.0.0.199-10.0.0.100"), ("dhcp_ranges", "10.0.0.100"), ("dhcp_ranges", "a-b"),
+    ("dhcp_leases", "dnsmasq.leases"),
 ])
 def test_invalid_value_is_one_line_naming_file_key_value(key, value):
     with pytest.raises(SettingsError) as e:
@@ -194,3 +202,96 @@ def test_a_probe_window_longer_than_the_deadline_is_refused(text, where):
         parse(text, "x.conf")
     assert where in str(e.value) and "deadline_s" in str(e.value)
     parse("[phoenix-hook]\ndeadline_s = 10\nprobe_timeout_ms = rfc5227\n", "x.conf")   # 7 s < 10 s: fine
+
+
+# -- the hookscript's reading: never raises, defaults for what it cannot read ----------
+from phoenix_hook.settings import load_lenient  # noqa: E402
+
+
+def lenient(text, path=P):
+    problems = []
+    return parse(text, path, problems), problems
+
+
+@pytest.mark.parametrize("key, value", [("mode", "sometimes"), ("on_error", "deny"), ("deadline_s", "soon"),
+                                        ("log_file", "decisions.jsonl"), ("node", "../x"), ("ignore", "10.0.0.300")])
+def test_lenient_takes_the_default_for_a_bad_value_and_keeps_the_rest(key, value):
+    s, problems = lenient(conf(f"{key} = {value}\nprobe_timeout_ms = 300\npve_root = /srv/pve"))
+    assert getattr(s, key) == getattr(Settings(), key)
+    assert (s.probe_timeout_ms, s.pve_root) == (300, "/srv/pve")
+    assert len(problems) == 1 and repr(value) in problems[0] and problems[0].startswith(P)
+    assert "; using the default (" in problems[0]
+
+
+def test_lenient_names_every_mistake_once():
+    text = (conf("mode = warn\nprobe_timout_ms = 200\non_error = deny") +
+            "[guest:abc]\nmode = off\n[guest:951]\nmode = loud\ndeadline_s = 3\n[extra]\nx = 1\n")
+    s, problems = lenient(text)
+    assert s.mode == "warn" and s.on_error == "allow" and s.guests == {951: {}}
+    assert len(problems) == 6, problems
+    assert all("\n" not in p for p in problems)
+
+
+def test_lenient_window_mistake_falls_back_to_both_defaults():
+    s, problems = lenient(conf("probe_timeout_ms = 5000\ndeadline_s = 0.5") + "[guest:7]\nprobe_timeout_ms = 4000\n")
+    assert (s.probe_timeout_ms, s.deadline_s, s.guests) == (1000, 10.0, {7: {}})
+    assert "using the defaults probe_timeout_ms = 1000 and deadline_s = 10" in problems[0]
+
+
+def test_lenient_duplicate_keys_use_the_last_and_bad_lines_are_skipped():
+    s, problems = lenient(conf("mode = off\nmode = warn\nthis is not a key\non_error = refuse"))
+    assert (s.mode, s.on_error) == ("warn", "refuse")
+    assert any("already exists" in p and "using the last one" in p for p in problems), problems
+    assert any("those lines are ignored" in p for p in problems), problems
+
+
+def test_lenient_no_section_header_at_all_is_all_defaults():
+    s, problems = lenient("mode = off\n")
+    assert s.mode == "enforce" and "using the defaults for every setting" in problems[0]
+
+
+@pytest.mark.parametrize("mode,owner,ok", [(0o644, 0, True), (0o600, 0, True), (0o664, 0, False),
+                                           (0o646, 0, False), (0o644, 65534, False)])
+def test_settings_file_others_can_write_is_refused(tmp_path, mode, owner, ok):
+    if os.geteuid() != 0 and owner == 65534:
+        pytest.skip("chown needs root")
+    f = tmp_path / "ph.conf"
+    f.write_text(conf("mode = off"))
+    os.chmod(f, mode)
+    if os.geteuid() == 0:
+        os.chown(f, owner, 0)
+    env = {"PHOENIX_HOOK_CONF": str(f)}
+    s, problems = load_lenient(env)
+    assert (s.mode == "off") == ok and (problems == []) == ok
+    if not ok:
+        assert "writable by group or others, or not owned by root" in problems[0]
+        with pytest.raises(SettingsError):
+            load(environ=env)                  # the commands: exit 2 with the same line
+
+
+@given(st.text(max_size=300))
+def test_lenient_never_raises(text):
+    s, problems = lenient("[phoenix-hook]\n" + text)
+    assert isinstance(s, Settings) and all(isinstance(p, str) for p in problems)
+
+
+@given(st.lists(st.sampled_from(["[phoenix-hook]", "[guest:5]", "[api]", "pve_root = /srv/pve", "pve_root=/x/y # c",
+                                 "pve_root = relative", "pve_root =", "PVE_ROOT = /upper", "mode = off",
+                                 "pve_root = /a\n  /b", "junk line", "pve_root = /dup"]), max_size=8))
+def test_the_hooks_quick_pve_root_agrees_with_the_settings(tmp_path_factory, lines):
+    """paths.pve_root (the other phases' reading, without settings.py) finds what
+    load_lenient finds; where load_lenient takes every default, so does it."""
+    from phoenix_hook import paths
+    f = tmp_path_factory.mktemp("q") / "ph.conf"
+    f.write_text("\n".join(lines) + "\n")
+    env = {"PHOENIX_HOOK_CONF": str(f)}
+    assert paths.pve_root(env) == load_lenient(env)[0].pve_root
+
+
+def test_the_hooks_quick_pve_root_refuses_a_file_others_can_write(tmp_path):
+    from phoenix_hook import paths
+    f = tmp_path / "ph.conf"
+    f.write_text("[phoenix-hook]\npve_root = /srv/pve\n")
+    assert paths.pve_root({"PHOENIX_HOOK_CONF": str(f)}) == "/srv/pve"
+    os.chmod(f, 0o666)
+    assert paths.pve_root({"PHOENIX_HOOK_CONF": str(f)}) == "/etc/pve"

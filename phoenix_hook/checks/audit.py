@@ -11,6 +11,9 @@ Findings (each names every guest involved):
 - network-address, broadcast-address, gateway-outside-subnet: an address that
                      cannot work in its own subnet (addressing.address_problems)
 - malformed          a netN/ipconfigN line (or a whole config) that cannot be read
+- dhcp-lease         a DHCP server leased a guest's static address to another MAC
+                     (settings dhcp_leases; checks/leases.py)
+- drift, and duplicate-ip from a live address: `audit --live` (checks/live.py)
 - unprotected, hookscript-missing: which guests phoenix-hook really guards (coverage.py)
 
 "Same VLAN": the NIC's tag, untagged being one VLAN of its own; bridge names
@@ -22,10 +25,11 @@ import json
 from phoenix_hook.records import dataclass
 
 from phoenix_hook.checks.addressing import address_problems, dhcp_pool
+from phoenix_hook.checks.report import printable
 from phoenix_hook.pve.guest import Guest, label_for
 
-ORDER = ("duplicate-ip", "duplicate-mac", "dhcp-pool", "node-address", "gateway-address",
-         "network-address", "broadcast-address", "gateway-outside-subnet", "malformed",
+ORDER = ("duplicate-ip", "duplicate-mac", "dhcp-pool", "dhcp-lease", "drift", "node-address",
+         "gateway-address", "network-address", "broadcast-address", "gateway-outside-subnet", "malformed",
          "hookscript-missing", "unprotected")     # coverage.py's, last
 
 
@@ -126,14 +130,17 @@ def audit(guests: list[Guest], *, dhcp_ranges=(), node_ips=None, ignored=None) -
                 out.append(AuditFinding("gateway-address", f"{w.label}: {n.address} is the gateway of "
                                         f"{shown} (a router guest? add it to ignore)", (w,) + tuple(users),
                                         ip=n.address))
-    out.sort(key=lambda f: (ORDER.index(f.kind), f.vmids, f.ip or "", f.mac or ""))
-    return out
+    return sort_findings(out)
 
 
-def to_json(findings: list[AuditFinding], guests: list[Guest]) -> str:
+def sort_findings(found: list[AuditFinding]) -> list[AuditFinding]:
+    return sorted(found, key=lambda f: (ORDER.index(f.kind), f.vmids, f.ip or "", f.mac or ""))
+
+
+def to_json(findings: list[AuditFinding], guests: list[Guest], extra: dict | None = None) -> str:
     return json.dumps({"verdict": "found" if findings else "clear",
                        "guests": len(guests), "nics": sum(len(g.nics) for g in guests),
-                       "findings": [f.to_json() for f in findings]}, indent=2)
+                       "findings": [f.to_json() for f in findings], **(extra or {})}, indent=2)
 
 
 def table(findings: list[AuditFinding], guests: list[Guest], color: bool = False) -> str:
@@ -145,7 +152,7 @@ def table(findings: list[AuditFinding], guests: list[Guest], color: bool = False
     for f in findings:
         v = f.vmids
         rows.append((f.kind, ",".join(map(str, v[:4])) + (f",+{len(v) - 4}" if len(v) > 4 else ""),
-                     f.ip or f.mac or "-", f.detail))
+                     printable(f.ip or f.mac or "-"), printable(f.detail)))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = []
     for i, r in enumerate(rows):

@@ -59,7 +59,7 @@ def families(nic: Nic) -> tuple[int, ...]:
     """The address families a NIC gets a result for: IPv4 as before IPv6 support,
     and IPv6 when ip6= is set on a NIC that could be read. An IPv6-only NIC (ip6=
     but no ip= at all) gets no "no IPv4 address configured" line besides."""
-    if nic.ip6 is None or nic.error:
+    if nic.ip6 is None or nic.error or nic.skip:
         return (4,)
     return (6,) if nic.ip_mode == "none" else (4, 6)
 
@@ -75,26 +75,40 @@ def _host_holds6(address: str, nic: Nic, facts: HostFacts) -> bool:
     return any(a == address and dev in links for a, dev in facts.local_ips6)
 
 
+def fix_hint(guest: Guest, nic: Nic) -> str:
+    """How the admin fixes a NIC's config: pct set / qm set, or the raw lines themselves."""
+    if nic.raw:
+        return f"fix the {nic.key}.* lines in the guest's config ({guest.label})"
+    if guest.type == "qemu":
+        return f"fix it with qm set {guest.vmid} --{nic.key} ... (or --ipconfig{nic.index})"
+    return f"fix it with pct set {guest.vmid} --{nic.key} ..."
+
+
 def plan_nic(guest: Guest, nic: Nic, settings, facts: HostFacts,
              running: bool = False, family: int = 4) -> NicResult | acd.Candidate:
     """Decide what to do with one NIC's IPv4 (family 4) or IPv6 (family 6) address:
     a final result now, or a Candidate to probe (ARP, or DAD for IPv6)."""
     if nic.error:
-        return _nic_result(nic, "error", f"{nic.key} of {guest.label}: {nic.error}; fix it with "
-                           f"pct set {guest.vmid} --{nic.key} ...")
+        return _nic_result(nic, "error", f"{nic.key} of {guest.label}: {nic.error}; {fix_hint(guest, nic)}")
 
     def result(verdict, note="", conflicts=None):
         return _nic_result(nic, verdict, note, conflicts, family)
+    if nic.skip:
+        return result("skipped", nic.skip)
     if family == 6:
         mode, address = nic.ip6_mode, nic.address6
         if mode in ("auto", "dhcp", "manual"):
             return result("skipped", f"ip6={mode}, no static IPv6 address to probe")
+        if mode == "unusable":
+            return result("skipped", nic.note6)
         if mode == "none":
             return result("skipped", "no IPv6 address configured")
     else:
         mode, address = nic.ip_mode, nic.address
         if mode in ("dhcp", "manual"):
             return result("skipped", f"ip={mode}, no static IPv4 address to probe")
+        if mode == "unusable":
+            return result("skipped", nic.note4)
         if mode == "none":
             return result("skipped", "no IPv4 address configured")
     if not nic.bridge:
@@ -322,7 +336,10 @@ def _probe_group(items, timeout, facts, opts, results, wire_factory, probe_mod) 
                        stop_on_first=opts.stop_on_first)
     failure = None
     try:
-        wire = (wire_factory or Wire)({c.iface for c in cands})
+        ifaces = {c.iface for c in cands}
+        # The real wire only takes frames about the probed addresses: a storm of
+        # ARP for other addresses never fills its buffer (wire.narrow_filter).
+        wire = wire_factory(ifaces) if wire_factory else Wire(ifaces, only=[c.ip for c in cands])
         try:
             probe_mod.run(run, wire, deadline=opts.deadline)
         finally:
@@ -342,6 +359,10 @@ def _probe_group(items, timeout, facts, opts, results, wire_factory, probe_mod) 
             found[(g.vmid, c.key, c.family)] = hits
         elif failure:
             nr.verdict, nr.note = "error", failure
+        elif run.unproven(key):
+            nr.verdict, nr.note = "error", (
+                f"the kernel dropped {run.unproven(key)} received frames on {c.iface} while we listened "
+                f"(a flood of ARP/ND filled the receive buffer), so hearing no answer proves nothing")
         elif run.conflicts and opts.stop_on_first:
             nr.verdict, nr.note = "skipped", "not finished: probing stopped at the first conflict"
         else:

@@ -4,6 +4,7 @@ The Python API for orchestrators:
 
     import phoenix_hook
     report = phoenix_hook.preflight("phoenix_lxc_configs.json", [951, 952])
+    report = phoenix_hook.preflight(["lxc_configs.json", "vm_configs.json"])
     if report.exit_code:            # 0 clear, 1 conflict, 3 could not check
         raise SystemExit(report.table())
 
@@ -50,13 +51,24 @@ class PreflightReport(Report):
         return [c for g in self.guests for n in g.nics for c in n.conflicts]
 
 
-def _as_entries(plan, origin):
+def _is_paths(plan) -> bool:
+    return isinstance(plan, (list, tuple)) and bool(plan) and all(isinstance(p, (str, os.PathLike)) for p in plan)
+
+
+def _as_plan(plan, origin):
+    """(entries, notes, origin) from a path, several paths, parsed JSON or PlanEntry objects."""
     from phoenix_hook.checks import plan as planmod
     if isinstance(plan, (str, os.PathLike)):
-        return planmod.load_plan(os.fspath(plan)), os.fspath(plan)
+        entries, notes = planmod.read_plan_file(os.fspath(plan))
+        return entries, notes, os.fspath(plan)
+    if _is_paths(plan):
+        paths = [os.fspath(p) for p in plan]
+        entries, notes = planmod.combine(planmod.read_plan_file(p) for p in paths)
+        return entries, notes, ", ".join(paths)
     if isinstance(plan, (list, tuple)) and plan and all(isinstance(e, planmod.PlanEntry) for e in plan):
-        return list(plan), origin
-    return planmod.parse_plan(plan, origin), origin
+        return list(plan), [], origin
+    entries, notes = planmod.read_plan(plan, origin)
+    return entries, notes, origin
 
 
 def _from_issue(i) -> PlanFinding:
@@ -68,9 +80,11 @@ def _from_issue(i) -> PlanFinding:
 def preflight(plan, ctids=None, *, settings=None, source=None, probe: bool = True,
               timeout_ms: int | None = None, facts=None, wire_factory=None, describe=None,
               origin: str = "plan") -> PreflightReport:
-    """Check a plan (a path, parsed JSON in either form, or PlanEntry objects).
+    """Check a plan (a path, a list of paths, parsed JSON in any shape, or PlanEntry objects).
 
-    ctids: check only these guests (against the whole plan and the cluster).
+    Several plan files are one plan: an address planned in two of them is a
+    finding naming both. ctids: check only these guests (against the whole
+    plan and the cluster).
     settings: a settings.Settings (default: the settings file); source: a
     FileSource/ApiSource (default: sources.open_source). probe=False keeps to
     the config-level rules. facts/wire_factory/describe: check.run_check's seams.
@@ -78,8 +92,10 @@ def preflight(plan, ctids=None, *, settings=None, source=None, probe: bool = Tru
     from phoenix_hook.checks import plan as planmod
     from phoenix_hook.checks.check import Options, interfaces_needed, read_host_facts, run_check
 
-    entries, origin = _as_entries(plan, origin)
-    selected = planmod.select(entries, [int(c) for c in (ctids or [])], origin)
+    entries, notes, origin = _as_plan(plan, origin)
+    wanted = [int(c) for c in (ctids or [])]
+    selected = planmod.select(entries, wanted, origin, notes)
+    notes = [n for n in notes if not wanted or n.vmid in wanted]
     if settings is None:
         raise TypeError("preflight needs settings; phoenix_hook.preflight() reads the settings file")
     if source is None:
@@ -135,6 +151,15 @@ def preflight(plan, ctids=None, *, settings=None, source=None, probe: bool = Tru
                 nr.verdict = "conflict"
             if (gr.vmid, nr.nic) in defaulted:
                 gr.notes.append(f"{nr.nic}: {planmod.DEFAULT_BRIDGE_NOTE}")
+    # What the plan leaves out is said: a note on its guest, which may have no NIC at all.
+    by_vmid = {gr.vmid: gr for gr in results}
+    for n in notes:
+        gr = by_vmid.get(n.vmid)
+        if gr is None:
+            gr = by_vmid[n.vmid] = GuestResult(vmid=n.vmid, type=n.type, name=n.name)
+            results.append(gr)
+        gr.notes.append(n.text)
+    results.sort(key=lambda gr: gr.vmid)
     return PreflightReport(guests=results, probed=probe)
 
 

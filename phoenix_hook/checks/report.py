@@ -15,6 +15,16 @@ VERDICTS = ("skipped", "clear", "error", "conflict")
 EXIT_CODES = {"clear": 0, "skipped": 0, "conflict": 1, "error": 3}
 
 
+def printable(text) -> str:
+    """Text safe for a terminal, the task log or a table: each character that is not printable
+    (control characters, ESC, \\x1e, \\u2028, ...) shown escaped, as repr would. JSON needs
+    none of this: json.dumps escapes what it must."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
 def worst(verdicts, default: str = "skipped") -> str:
     vs = list(verdicts)
     return max(vs, key=VERDICTS.index) if vs else default
@@ -129,7 +139,7 @@ def task_log_lines(g: GuestResult, action: str = "", warn: bool = False) -> list
             out.append(f"{head} {n.ip} is free on {_where(n)}" + (f" ({n.note})" if n.note else ""))
         for w in n.warnings:
             out.append(f"WARNING: {p} {g.label} {n.nic} {n.ip}: {w.detail}")
-    return out
+    return [printable(line) for line in out]
 
 
 def table(report: Report, color: bool = False) -> str:
@@ -145,6 +155,7 @@ def table(report: Report, color: bool = False) -> str:
             details += [f"warning: {w.detail}" for w in n.warnings]
             rows.append((label, n.nic, n.ip or "-", _where(n) if n.bridge else "-", n.verdict,
                          "; ".join(details)))
+    rows = [tuple(printable(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = []
     for i, r in enumerate(rows):
@@ -154,6 +165,6 @@ def table(report: Report, color: bool = False) -> str:
         lines.append("  ".join(cells + [r[5]]).rstrip())
     notes = [f"{g.label}: {x}" for g in report.guests for x in g.notes]
     notes += [f"{g.label}: {g.error}" for g in report.guests if g.error and g.nics]
-    lines += notes
+    lines += [printable(x) for x in notes]
     lines.append(f"verdict: {report.verdict}")
     return "\n".join(lines)

@@ -1,4 +1,8 @@
-"""`phoenix-hook audit`: config-level findings over the whole cluster, no probing."""
+"""`phoenix-hook audit [--live]`: config-level findings over the whole cluster, no probing.
+
+With dhcp_leases in the settings, the leases too (dhcp-lease findings); with
+--live, the addresses running guests really hold (drift, duplicate-ip).
+"""
 from __future__ import annotations
 
 import sys
@@ -14,9 +18,14 @@ def add_parser(sub):
                        "equal to a node address or a gateway, network/broadcast addresses and "
                        "gateways outside the subnet, malformed network lines, guests with a static "
                        "address but no phoenix-hook hookscript (unprotected) and, with --source api, "
-                       "nodes that lack a guest's hookscript (hookscript-missing). Exit 0 nothing "
-                       "found, 1 findings, 2 bad usage or config, 3 could not read the configs.")
+                       "nodes that lack a guest's hookscript (hookscript-missing); with dhcp_leases "
+                       "set, leases of guests' static addresses (dhcp-lease). --live also reads the "
+                       "addresses running guests really hold (drift, duplicate-ip). Exit 0 nothing "
+                       "found, 1 findings, 2 bad usage or config, 3 could not read the configs or a "
+                       "lease file.")
     p.add_argument("--json", action="store_true", help="one JSON object (README 'audit')")
+    p.add_argument("--live", action="store_true", help="also read running guests' real addresses "
+                   "(containers: lxc-info and nsenter; VMs: the guest agent; --source api: the API)")
     sources.add_argument(p)
     return p
 
@@ -36,11 +45,35 @@ def run(args) -> int:
     found += coverage.unprotected(guests)
     if hasattr(source, "snippets"):          # the API can ask every node what it has
         found += _missing_snippets(source, guests)
-    found.sort(key=lambda f: (audit.ORDER.index(f.kind), f.vmids, f.ip or "", f.mac or ""))
+    extra: dict = {}
+    if settings.dhcp_leases:
+        import time
+
+        from phoenix_hook.checks import leases
+        from phoenix_hook.cli.leases import load
+        now = time.time()
+        rows = leases.rows(leases.active(load(settings), now), guests)
+        found += leases.findings(rows, now)
+    if args.live:
+        from phoenix_hook.checks import live as live_checks
+        from phoenix_hook.pve import live
+        seen, skipped, stopped = live.read_running(source, guests, settings.node)
+        errors = [s["reason"] for s in skipped if s["kind"] == "error"]
+        if errors and not seen:
+            raise CannotCheck(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+        found += live_checks.findings(guests, seen)
+        extra["live"] = {"read": sorted(seen), "stopped": stopped, "skipped": skipped}
+        for s in skipped:
+            sys.stderr.write(f"phoenix-hook: note: {s['reason']}\n")
+    found = audit.sort_findings(found)
     if args.json:
-        print(audit.to_json(found, guests))
+        print(audit.to_json(found, guests, extra))
     else:
         print(audit.table(found, guests, color=sys.stdout.isatty()))
+        if args.live:
+            live_doc = extra["live"]
+            print(f"live: {len(live_doc['read'])} running guests read, {len(skipped)} skipped, "
+                  f"{stopped} not running")
     return 1 if found else 0
 
 

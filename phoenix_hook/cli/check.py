@@ -27,6 +27,16 @@ def guest_source(args, settings):
     return sources.open_source(settings, getattr(args, "source", None))
 
 
+def _no_guests_here(source, settings) -> None:
+    """--all found no guest on this node: a wrong `node` would check nothing and pass,
+    so when other nodes have guests, name them (exit 2)."""
+    others = sorted({c.node for c in source.config_files()})
+    if others:
+        where = settings.path or "the settings file"
+        raise UsageError(f"node {settings.node} has no guests; nodes with guests: {', '.join(others)}; "
+                         f"set node in {where} to this node's name as in /etc/pve/nodes/")
+
+
 def run(args) -> int:
     from phoenix_hook.pve import files as pve
     from phoenix_hook.checks.check import Options, run_check
@@ -48,6 +58,8 @@ def run(args) -> int:
     try:
         if args.all:
             vmids = [c.vmid for c in source.config_files(node=settings.node)]
+            if not vmids:
+                _no_guests_here(source, settings)
         guests = []
         for vmid in vmids:
             g = source.guest(vmid)

@@ -15,7 +15,7 @@ from phoenix_hook import __version__
 from phoenix_hook.errors import CannotCheck, UsageError  # noqa: F401 (commands import them here too)
 
 # Order is the order of `phoenix-hook --help`.
-COMMANDS = ["check", "preflight", "audit", "reservations", "scan", "neigh", "demo"]
+COMMANDS = ["check", "preflight", "audit", "reservations", "scan", "neigh", "locate", "leases", "demo"]
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_CANNOT = 0, 1, 2, 3
 
@@ -66,10 +66,12 @@ def main(argv=None) -> int:
     try:
         return args._run(args)
     except UsageError as exc:
-        sys.stderr.write(f"phoenix-hook: {exc}\n")
+        from phoenix_hook.checks.report import printable      # values in messages may hold anything
+        sys.stderr.write(f"phoenix-hook: {printable(exc)}\n")
         return EXIT_USAGE
     except CannotCheck as exc:
-        sys.stderr.write(f"phoenix-hook: could not check: {exc}\n")
+        from phoenix_hook.checks.report import printable
+        sys.stderr.write(f"phoenix-hook: could not check: {printable(exc)}\n")
         return EXIT_CANNOT
     except KeyboardInterrupt:
         sys.stderr.write("phoenix-hook: interrupted\n")

@@ -1,4 +1,4 @@
-"""`phoenix-hook preflight PLAN [CTID...]`: check an orchestrator's plan before `pct create`."""
+"""`phoenix-hook preflight PLAN... [ID...]`: check an orchestrator's plans before `pct create` / `qm create`."""
 from __future__ import annotations
 
 import sys
@@ -8,13 +8,14 @@ from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings
 
 def add_parser(sub):
     from phoenix_hook.pve import sources
-    p = sub.add_parser("preflight", help="check a plan of containers before they are created",
-                       description="Check a plan (phoenix_lxc_configs.json shape, or a list of "
-                       "{vmid, nic, bridge, ip, mac, vlan}) against itself, the cluster's guests, "
-                       "the host, the DHCP pools and the wire. Exit 0 all clear, 1 a conflict, "
-                       "2 bad usage, plan or config, 3 could not check.")
-    p.add_argument("plan", metavar="PLAN", help="the plan file (JSON), or - for standard input")
-    p.add_argument("ctids", nargs="*", metavar="CTID", help="check only these guests of the plan")
+    p = sub.add_parser("preflight", help="check plans of containers and VMs before they are created",
+                       description="Check plans (the phoenix_lxc_configs.json or phoenix_vm_configs.json "
+                       "shape, or a list of {vmid, nic, bridge, ip, mac, vlan}) against themselves and each "
+                       "other, the cluster's guests, the host, the DHCP pools and the wire. Arguments that "
+                       "are whole numbers are guest IDs to check (default: all); any other is a plan file. "
+                       "Exit 0 all clear, 1 a conflict, 2 bad usage, plan or config, 3 could not check.")
+    p.add_argument("items", nargs="+", metavar="PLAN|ID",
+                   help="plan files (JSON; - for standard input), then the IDs of the guests to check")
     p.add_argument("--no-probe", action="store_true", help="config-level checks only, no ARP probes")
     p.add_argument("--json", action="store_true", help="one JSON object: check's shape, with 'plan' "
                    "entries in place of 'guests'")
@@ -22,6 +23,24 @@ def add_parser(sub):
                    help="probe window, overriding probe_timeout_ms (50-60000)")
     sources.add_argument(p)
     return p
+
+
+def split_items(items) -> tuple[list[str], list[int]]:
+    """(plan files, guest IDs): whole numbers are guest IDs, anything else a plan file."""
+    plans, ids = [], []
+    for v in items:
+        if v.isascii() and v.isdigit():
+            if not 100 <= int(v) <= 999999999 or len(v) > 9:
+                raise UsageError(f"'{v}' is not a guest ID; IDs are numbers from 100 to 999999999 "
+                                 f"(a plan file named like a number: write ./{v})")
+            ids.append(int(v))
+        else:
+            plans.append(v)
+    if not plans:
+        raise UsageError("no plan file given; usage: phoenix-hook preflight PLAN... [ID...]")
+    if plans.count("-") > 1:
+        raise UsageError("standard input (-) can be read only once")
+    return plans, ids
 
 
 def run(args) -> int:
@@ -32,14 +51,10 @@ def run(args) -> int:
     settings = load_settings(args)
     if args.timeout_ms is not None and not 50 <= args.timeout_ms <= 60000:
         raise UsageError(f"--timeout-ms {args.timeout_ms} is out of range; use 50 to 60000")
-    ctids = []
-    for v in args.ctids:
-        if not (v.isascii() and v.isdigit()) or not 100 <= int(v) <= 999999999:
-            raise UsageError(f"'{v}' is not a CTID; CTIDs are numbers from 100 up")
-        ctids.append(int(v))
+    plans, ctids = split_items(args.items)
     source = sources.open_source(settings, args.source)
     try:
-        report = preflight(args.plan, ctids, settings=settings, source=source,
+        report = preflight(plans[0] if len(plans) == 1 else plans, ctids, settings=settings, source=source,
                            probe=not args.no_probe, timeout_ms=args.timeout_ms)
     except PlanError as exc:
         raise UsageError(str(exc)) from None
@@ -48,7 +63,7 @@ def run(args) -> int:
     if args.json:
         print(report.json())
     elif not report.guests:
-        print("the plan has no guests with a network to check")
+        print("the plan has no guests to check")
     else:
         print(report.table(color=sys.stdout.isatty()))
     if not args.no_probe and any("does not exist on this host" in n.note

@@ -9,8 +9,9 @@ JSON (one object, keys stable):
    "rows": [{"ip", "mac", "vendor", "owner", "owner_vmid", "owner_by", "mac_owner", "flags": [..]}],
    "silent": [{"ip", "vmid", "nic", "owner", "node"}],
    "local": [{"ip", "iface", "mac"}],
-   "sent", "elapsed_ms", "rate", "retries", "timeout_ms"}
-Exit: 0 nothing wrong, 1 a DUP or MAC-MISMATCH, 2 bad usage, 3 could not scan.
+   "sent", "elapsed_ms", "rate", "retries", "timeout_ms", "frames_lost"}
+Exit: 0 nothing wrong, 1 a DUP or MAC-MISMATCH, 2 bad usage, 3 could not scan
+(also when the kernel dropped received frames and nothing was found: answers may be missing).
 """
 from __future__ import annotations
 
@@ -131,7 +132,11 @@ def run(args) -> int:
               "local": [{"ip": ip, "iface": dev, "mac": mac} for ip, dev, mac in res.local
                         if ip in res.in_net],
               "sent": res.sent, "elapsed_ms": res.elapsed_ms, "rate": args.rate,
-              "retries": args.retries, "timeout_ms": args.timeout_ms}
+              "retries": args.retries, "timeout_ms": args.timeout_ms, "frames_lost": res.lost}
+    if res.lost:
+        sys.stderr.write(f"phoenix-hook: WARNING: the kernel dropped {res.lost} received frames on "
+                         f"{res.link.name} during the sweep (receive buffer full: a flood?); answers "
+                         f"may be missing, silence proves nothing; rerun, or lower --rate\n")
     if args.json:
         print(json.dumps(result, indent=2))
     elif args.csv:
@@ -141,7 +146,8 @@ def run(args) -> int:
             sys.stderr.write(f"phoenix-hook: note: no guest configs under {settings.pve_root}/nodes; "
                              f"owners are this host's addresses only\n")
         print(table(result, rows, quiet, color=sys.stdout.isatty()))
-    return answers.exit_code(r.flags for r in rows)
+    code = answers.exit_code(r.flags for r in rows)
+    return 3 if code == 0 and res.lost else code
 
 
 # -- output ---------------------------------------------------------------------

@@ -199,14 +199,18 @@ class ProbeRun:
     conflict already decides the start). Otherwise a candidate stops being
     probed at its first conflict, and the run ends when all have one or
     the listening window closes.
+    collect: probe and listen for the whole window and keep every MAC that
+    answers (`locate`: who all holds the address, not only whether anyone does).
     """
     candidates: list[Candidate]
     schedule: Schedule
     own_macs: frozenset = frozenset()
     stop_on_first: bool = True
+    collect: bool = False
     rand: object = random.random
     conflicts: dict = field(default_factory=dict)   # key -> [Conflict]
     sent: dict = field(default_factory=dict)        # key -> probes sent
+    dropped: dict = field(default_factory=dict)     # iface -> frames the kernel dropped
     _start: float | None = None
     _offsets: list = field(default_factory=list)
     _end: float = 0.0
@@ -229,7 +233,7 @@ class ProbeRun:
         while self._next < len(self._offsets) and now >= self._start + self._offsets[self._next]:
             self._next += 1
             for c in self.candidates:
-                if c.key not in self.conflicts:
+                if c.key not in self.conflicts or self.collect:
                     out.append((c.iface, c.probe_frame()))
                     self.sent[c.key] = self.sent.get(c.key, 0) + 1
         return out
@@ -254,7 +258,21 @@ class ProbeRun:
                 found.append(hit)
         return found
 
+    def note_dropped(self, counts: dict) -> None:
+        """The wire's count of frames lost per interface (wire.Wire.dropped)."""
+        self.dropped = {i: n for i, n in counts.items() if n}
+
+    def unproven(self, key: str) -> int:
+        """Frames lost on the candidate's interface while no conflict was seen for it:
+        an answer may have been among them, so its silence proves nothing (0: proven)."""
+        if key in self.conflicts:
+            return 0
+        cand = next(c for c in self.candidates if c.key == key)
+        return self.dropped.get(cand.iface, 0)
+
     def done(self, now: float) -> bool:
+        if self.collect:
+            return now >= self._start + self._end
         if self.conflicts and self.stop_on_first:
             return True
         if len(self.conflicts) == len(self.candidates):

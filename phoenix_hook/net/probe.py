@@ -16,7 +16,9 @@ def run(probe: ProbeRun, wire, deadline: float | None = None, clock=time.monoton
 
     Every send that fails raises wire.WireError: a probe that could not be
     sent proves nothing, so it is never reported as clear (REFERENCE 6,
-    the arping -D pitfall).
+    the arping -D pitfall). Likewise an answer the kernel dropped (a full
+    receive buffer) or one still queued when the window closed: the queue is
+    read to its end, and the wire's drop counters go to probe.note_dropped.
     """
     now = clock()
     probe.start(now)
@@ -28,10 +30,25 @@ def run(probe: ProbeRun, wire, deadline: float | None = None, clock=time.monoton
         wake = probe.wakeup()
         if deadline is not None:
             wake = min(wake, deadline)
-        for iface, frame, vlan in wire.receive(max(0.0, wake - clock())):
-            # ARP for IPv4 candidates, NS/NA for IPv6 ones; acd.judge matches them up
-            pkt = arp.parse(frame, vlan) or ndp.parse(frame, vlan)
-            if pkt is not None:
-                probe.feed(iface, pkt, clock())
+        _feed(probe, wire.receive(max(0.0, wake - clock())), clock)
         now = clock()
+    # Frames that arrived within the window but were not read yet still count.
+    while not (probe.conflicts and probe.stop_on_first):
+        frames = wire.receive(0.0)
+        if not frames:
+            break
+        _feed(probe, frames, clock)
+        if deadline is not None and clock() >= deadline:
+            raise TimeoutError("the deadline passed before the received frames were read")
+    dropped = getattr(wire, "dropped", None)
+    if dropped is not None:
+        probe.note_dropped(dropped())
     return probe
+
+
+def _feed(probe: ProbeRun, frames, clock) -> None:
+    for iface, frame, vlan in frames:
+        # ARP for IPv4 candidates, NS/NA for IPv6 ones; acd.judge matches them up
+        pkt = arp.parse(frame, vlan) or ndp.parse(frame, vlan)
+        if pkt is not None:
+            probe.feed(iface, pkt, clock())

@@ -81,10 +81,12 @@ def drive(sweep, wire, iface, frame_for, accept, progress=None, clock=time.monot
     from phoenix_hook.net.wire import WireError
 
     def listen(timeout):
-        for _ifname, frame, vlan in wire.receive(timeout):
+        frames = wire.receive(timeout)
+        for _ifname, frame, vlan in frames:
             pkt = arp.parse(frame, vlan)
             if pkt is not None and accept(pkt):
                 sweep.answer(scan.ip_int(pkt.sender_ip), pkt.sender_mac, clock())
+        return len(frames)
 
     now = clock()
     sweep.start(now)
@@ -102,6 +104,8 @@ def drive(sweep, wire, iface, frame_for, accept, progress=None, clock=time.monot
         now = clock()
         if progress:
             progress(sweep, now)
+    while listen(0.0):                  # answers that came in time but were not read yet
+        pass
     if progress:
         progress(sweep, now, final=True)
 
@@ -118,6 +122,7 @@ class SweepResult:
     answers: dict = field(default_factory=dict)
     sent: int = 0
     elapsed_ms: int = 0
+    lost: int = 0              # frames the kernel dropped (receive buffer full): answers may be missing
 
 
 def sweep(bridge: str, vlan, net=None, *, rate: float = scan.RATE, retries: int = scan.RETRIES,
@@ -144,8 +149,9 @@ def sweep(bridge: str, vlan, net=None, *, rate: float = scan.RATE, retries: int 
     try:
         with Wire([link.name]) as wire:
             drive(sw, wire, link.name, frame_for, accept, progress)
+            lost = sum(wire.dropped().values())
     except WireError as exc:
         raise CannotCheck(exc.strerror or str(exc)) from None
     return SweepResult(net=net, link=link, tag=tag, source_ip=src,
                        local=local, in_net=in_net, answers=sw.answers, sent=sw.sent,
-                       elapsed_ms=round((time.monotonic() - t0) * 1000))
+                       elapsed_ms=round((time.monotonic() - t0) * 1000), lost=lost)

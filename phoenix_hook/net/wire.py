@@ -12,6 +12,13 @@ with the VLAN tag the kernel reported. What is a conflict is acd.py's call.
 - PACKET_AUXDATA gives the VLAN tag the kernel moved out of the frame on
   receive (tpacket_auxdata.tp_vlan_tci, TP_STATUS_VLAN_VALID), see
   linux/if_packet.h and packet(7).
+- Lost frames are counted, never guessed: the kernel drops what does not fit
+  the socket's receive buffer and says how many in PACKET_STATISTICS
+  (tpacket_stats.tp_drops, reset on every read; packet(7)). Under a storm a
+  holder's answer can be among them, so callers ask `dropped()` and treat
+  silence with losses as "could not check". To make losses rare, a probe's
+  socket only takes ARP / ND about the probed addresses (`Wire(..., only=)`)
+  and asks for a large buffer (SO_RCVBUFFORCE, as root; else SO_RCVBUF).
 """
 from __future__ import annotations
 
@@ -26,11 +33,15 @@ ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
 SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33                   # asm-generic/socket.h; needs CAP_NET_ADMIN
+PACKET_STATISTICS = 6
+_STATS = struct.Struct("II")          # struct tpacket_stats {tp_packets, tp_drops}
 TP_STATUS_VLAN_VALID = 0x10
 PACKET_OUTGOING = 4
 _AUXDATA = struct.Struct("IIIHHHH")   # struct tpacket_auxdata
 _CMSG_SPACE = socket.CMSG_SPACE(_AUXDATA.size)
-_RCVBUF = 1 << 20
+_RCVBUF = 4 << 20
+MAX_NARROW = 256                      # more addresses than this: the plain ARP/ND filter
 MAX_BATCH = 256
 
 
@@ -86,9 +97,14 @@ _FILTER = _arp_filter()
 class Wire:
     """Raw Ethernet access to a set of interfaces (one AF_PACKET socket each)."""
 
-    def __init__(self, ifnames):
+    def __init__(self, ifnames, only=None):
+        """only: IPv4/IPv6 addresses (strings); when given, the kernel passes just the
+        ARP whose sender or target address, and the NS/NA whose target or source
+        address, is one of them (narrow_filter)."""
         self._socks: dict[str, socket.socket] = {}
         self._by_fd: dict[int, str] = {}
+        self._filter = narrow_filter(only) if only is not None else _FILTER
+        self._dropped: dict[str, int] = {}
         try:
             for name in dict.fromkeys(ifnames):
                 self._open(name)
@@ -109,16 +125,13 @@ class Wire:
         try:
             # struct sock_fprog {len, *filter}: the address of a buffer that
             # outlives the setsockopt call (array, not ctypes: 3 ms less per hook run).
-            buf = array.array("B", _FILTER)
-            fprog = struct.pack("HL", len(_FILTER) // 8, buf.buffer_info()[0])
+            buf = array.array("B", self._filter)
+            fprog = struct.pack("HL", len(self._filter) // 8, buf.buffer_info()[0])
             sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         except OSError as exc:
             raise WireError(exc.errno, f"cannot set up the ARP filter on {name}: {exc.strerror}") from None
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
-        except OSError:
-            pass                      # a smaller buffer only matters under a flood
+        _raise_rcvbuf(sock)
         try:
             sock.bind((name, ETH_P_ALL))
         except OSError as exc:
@@ -162,6 +175,18 @@ class Wire:
                 out.append((name, frame, _vlan_from(ancdata)))
         return out
 
+    def dropped(self) -> dict[str, int]:
+        """Frames the kernel dropped on each interface since this Wire opened (the
+        receive buffer was full). An interface whose counter cannot be read counts
+        as one loss: unknown is not "none lost"."""
+        for name, sock in self._socks.items():
+            try:
+                _packets, drops = _STATS.unpack(sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS.size))
+            except OSError:
+                drops = 1
+            self._dropped[name] = self._dropped.get(name, 0) + drops   # the read reset it
+        return dict(self._dropped)
+
     def close(self) -> None:
         for sock in self._socks.values():
             sock.close()
@@ -173,6 +198,83 @@ class Wire:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _raise_rcvbuf(sock) -> None:
+    """A large receive buffer: SO_RCVBUFFORCE passes net.core.rmem_max (root), SO_RCVBUF
+    is capped by it. A smaller buffer only matters under a flood, which dropped() reports."""
+    for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, _RCVBUF)
+            return
+        except OSError:
+            continue
+
+
+def narrow_filter(addresses) -> bytes:
+    """Classic BPF like _arp_filter, but only for frames about `addresses`.
+
+    ARP (RFC 826): the sender protocol address (ARP offset 14) or the target
+    one (offset 24) is a probed IPv4 address; that covers replies, requests
+    from the address, announcements and rival probes (RFC 5227 2.1.1).
+    NS/NA (RFC 4861 4.3, 4.4): the target (ICMPv6 offset 8) or the IPv6
+    source (IPv6 offset 8) is a probed IPv6 address (RFC 4862 5.4.3, 5.4.4).
+    Every comparison jumps only forward over a few instructions, so the
+    8-bit jump offsets hold for any number of addresses; past MAX_NARROW
+    the plain filter is used (BPF programs are capped at 4096 instructions).
+    """
+    import ipaddress
+    v4, v6 = [], []
+    for a in dict.fromkeys(addresses):
+        ip = ipaddress.ip_address(a)
+        (v4 if ip.version == 4 else v6).append(ip.packed)
+    if len(v4) + len(v6) > MAX_NARROW:
+        return _FILTER
+    ld_w_abs, ld_h_abs, ld_w_ind, ld_b_ind, ldx_imm, jeq, ret = 0x20, 0x28, 0x40, 0x50, 0x01, 0x15, 0x06
+    skf_ad_pkttype = (-0x1000 + 4) & 0xFFFFFFFF
+    accept, drop = (ret, 0, 0, 0xFFFF), (ret, 0, 0, 0)
+    arp_part = []
+    for off in (28, 38):                        # 14 (Ethernet) + ARP spa 14 / tpa 24
+        arp_part.append((ld_w_ind, 0, 0, off))
+        for packed in v4:
+            arp_part += [(jeq, 0, 1, int.from_bytes(packed, "big")), accept]
+    arp_part.append(drop)
+    nd_part = []
+    for off in (62, 22):                        # ICMPv6 target (54 + 8), IPv6 source (14 + 8)
+        for packed in v6:
+            words = [int.from_bytes(packed[i:i + 4], "big") for i in range(0, 16, 4)]
+            for i, w in enumerate(words):       # a mismatch skips the rest of this address
+                skip = 2 * (3 - i) + 1
+                nd_part += [(ld_w_ind, 0, 0, off + 4 * i), (jeq, 0, skip, w)]
+            nd_part.append(accept)
+    nd_part.append(drop)
+    head = [
+        (ld_w_abs, 0, 0, skf_ad_pkttype),
+        (jeq, 0, 1, PACKET_OUTGOING), drop,     # our own frames
+        (ldx_imm, 0, 0, 0),
+        (ld_h_abs, 0, 0, 12),
+        (jeq, 0, 2, 0x8100),                    # an in-frame 802.1Q tag: X = 4
+        (ldx_imm, 0, 0, 4),
+        (ld_h_abs, 0, 0, 16),
+        (jeq, 0, 1, 0x0806), "ARP",
+        (jeq, 0, 1, 0x86DD), "ND", drop,
+    ]
+    nd_check = [
+        (ld_b_ind, 0, 0, 20), (jeq, 1, 0, 58), drop,          # IPv6 next header: ICMPv6
+        (ld_b_ind, 0, 0, 54), (jeq, 2, 0, 135), (jeq, 1, 0, 136), drop,   # NS or NA
+    ]
+    # Lay out: head, ARP block, ND block; the two placeholders become jumps.
+    arp_at = len(head)
+    nd_at = arp_at + len(arp_part)
+    prog = []
+    for i, ins in enumerate(head):
+        if ins == "ARP":
+            ins = (0x05, 0, 0, arp_at - i - 1)  # ja: jumps take 32-bit offsets
+        elif ins == "ND":
+            ins = (0x05, 0, 0, nd_at - i - 1)
+        prog.append(ins)
+    prog += arp_part + nd_check + nd_part
+    return b"".join(struct.pack("HBBI", *ins) for ins in prog)
 
 
 def _vlan_from(ancdata) -> int | None:

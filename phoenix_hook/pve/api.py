@@ -193,11 +193,17 @@ def config_text(config: dict) -> str:
     """A config from the API (flat JSON) as the text of a .conf file, for guest.parse_config.
 
     The API gives the same strings as the file (netN, ipconfigN, hostname...);
-    numbers come as numbers and raw `lxc.*` keys as lists of pairs: keep only
-    single-line scalar values.
+    numbers come as numbers and raw `lxc.*` keys as a list of [key, value] pairs
+    (written back as lines, so raw lxc.net.N NICs are read); keep only single-line values.
     """
     lines = []
     for key, value in config.items():
+        if key == "lxc" and isinstance(value, list):
+            # raw keys as [[key, value], ...]: the lines parse_pct_config read them from
+            lines += [f"{k}: {v}" for k, v in (p for p in value if isinstance(p, list) and len(p) == 2)
+                      if isinstance(k, str) and isinstance(v, str) and k.startswith("lxc.")
+                      and "\n" not in k + v and "\r" not in k + v]
+            continue
         if key in SKIP_KEYS or isinstance(value, (dict, list)) or value is None:
             continue
         if isinstance(value, bool):
@@ -428,6 +434,34 @@ class ApiSource:
             return list(pool.map(one, files))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def live_interfaces(self, node: str, gtype: str, vmid: int):
+        """A running guest's interfaces as pve/live.py reads them; None when it is not running.
+
+        GET nodes/{node}/lxc/{vmid}/interfaces (PVE::LXC::get_interfaces, PVE 8.1+) or
+        nodes/{node}/qemu/{vmid}/agent/network-get-interfaces ({"result": [...]}).
+        A VM without a (running) agent is live.NoAgent; any other failure live.LiveError.
+        """
+        from phoenix_hook.pve import live
+        path = (f"nodes/{node}/lxc/{vmid}/interfaces" if gtype == "lxc"
+                else f"nodes/{node}/qemu/{vmid}/agent/network-get-interfaces")
+        try:
+            data = self._get(path)
+        except ApiError as exc:
+            why = str(exc)
+            if live.NOT_RUNNING.search(why):
+                return None
+            if gtype == "qemu" and live.NO_AGENT.search(why):
+                raise live.NoAgent(f"no QEMU guest agent answers, so its addresses cannot be read "
+                                   f"(qm set {vmid} --agent enabled=1, and qemu-guest-agent in "
+                                   f"the VM)") from None
+            if " 501 " in why or "not implemented" in why:
+                raise live.LiveError(f"{self.target} has no GET {path} (Proxmox VE 8.1 or later "
+                                     f"has it)") from None
+            raise live.LiveError(why) from None
+        if data is None:
+            return None                      # get_interfaces: the CT is not running
+        return live.parse_interfaces(data)
 
     def node_addresses(self) -> dict[str, str]:
         """{address: node name} from /cluster/status (a standalone node lists itself)."""

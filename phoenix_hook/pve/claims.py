@@ -20,6 +20,15 @@ import time
 
 CLAIM_TTL_S = 60.0
 STARTING_S = 15.0      # pre-start to the guest's interface being up, generously
+# Root opens claim files without following symlinks: a link planted in run_dir must
+# not make the hook read or write another file (O_EXCL on the new file does the same).
+_NOFOLLOW = os.O_NOFOLLOW
+
+
+def _read(path: str) -> str:
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    with os.fdopen(fd) as f:
+        return f.read(256)
 
 
 def _path(run_dir: str, ip: str, bridge: str, vlan: int | None) -> str:
@@ -57,21 +66,25 @@ def claim(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None,
     import fcntl
     path = _path(run_dir, ip, bridge, vlan)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    lock = os.open(os.path.join(os.path.dirname(path), ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    lock = os.open(os.path.join(os.path.dirname(path), ".lock"), os.O_WRONLY | os.O_CREAT | _NOFOLLOW, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         # The time is read under the lock: read before it, a loser could see
         # the winner's claim as written "in the future" and take it over.
         now = clock() if now is None else now
         try:
-            with open(path) as f:
-                held = fresh_holder(f.read(), vmid, now)
+            held = fresh_holder(_read(path), vmid, now)
         except OSError:
             held = None
         if held and (still_holds is None or still_holds(*held)):
             return held
         tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
+        try:
+            os.unlink(tmp)             # a leftover of a killed run (or a planted link)
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
             f.write(f"{vmid} {now:.6f}\n")
         os.replace(tmp, path)          # none, stale, void or our own: ours now
         return None
@@ -90,8 +103,7 @@ def release_all(run_dir: str, vmid: int) -> None:
         if name.startswith(".") or name.endswith(".tmp"):
             continue
         try:
-            with open(os.path.join(d, name)) as f:
-                mine = f.read().split()[:1] == [str(vmid)]
+            mine = _read(os.path.join(d, name)).split()[:1] == [str(vmid)]
             if mine:
                 os.unlink(os.path.join(d, name))
         except OSError:
@@ -102,8 +114,7 @@ def release(run_dir: str, vmid: int, ip: str, bridge: str, vlan: int | None) -> 
     """Drop our claim (the start was refused); another guest's claim is left alone."""
     path = _path(run_dir, ip, bridge, vlan)
     try:
-        with open(path) as f:
-            if f.read().split()[:1] == [str(vmid)]:
-                os.unlink(path)
+        if _read(path).split()[:1] == [str(vmid)]:
+            os.unlink(path)
     except (OSError, IndexError):
         pass

@@ -12,6 +12,7 @@ import os
 import re
 from phoenix_hook.records import dataclass
 
+from phoenix_hook.pve.conffile import MAX_CONFIG
 from phoenix_hook.pve.guest import Guest, parse_config
 
 KIND_DIRS = {"lxc": "lxc", "qemu": "qemu-server"}
@@ -63,7 +64,8 @@ class FileSource:
     def read(self, cf: ConfigFile) -> str:
         try:
             with open(cf.path, encoding="utf-8", errors="replace") as f:
-                return f.read()
+                # a config is at most what pmxcfs holds; parse_config names a cut one
+                return f.read(MAX_CONFIG + 1)
         except OSError as exc:
             raise SourceError(f"cannot read {cf.path}: {exc.strerror}") from None
 
@@ -106,20 +108,34 @@ class FileSource:
         return out
 
 
+def unix_socket_paths(text: str) -> set[str]:
+    """The Path column of /proc/net/unix (net/unix/af_unix.c unix_seq_show: "Num RefCount
+    Protocol Flags Type St Inode Path"; an abstract name starts with '@'). Lines are split
+    at '\n' only, and a line counts only with exactly those eight columns. Pure."""
+    out = set()
+    for line in text.split("\n")[1:]:
+        parts = line.split()
+        if len(parts) == 8 and parts[0].endswith(":") and parts[6].isdigit():
+            out.add(parts[7])
+    return out
+
+
 def guest_running(vmid: int, gtype: str) -> bool:
     """Is the guest running on this node? `check` asks it; the hook asks it about the
     holder of a claim only (claims.py), never about the guest it is starting.
 
     LXC: the container's monitor listens on the abstract unix socket
-    "@/var/lib/lxc/<vmid>/command", the test PVE::LXC::check_running uses.
+    "@/var/lib/lxc/<vmid>/command"; PVE::LXC::list_active_containers matches
+    that path exactly (`^@/var/lib/lxc/(\\d+)/command$`), and so do we: a
+    socket a local user binds at "@x/var/lib/lxc/951/command" is not a
+    running CT 951.
     QEMU: /var/run/qemu-server/<vmid>.pid names a live process
     (PVE::QemuServer::Helpers::vm_running_locally).
     """
     if gtype == "lxc":
         try:
-            with open("/proc/net/unix") as f:
-                needle = f"/var/lib/lxc/{vmid}/command"
-                return any(line.rstrip().endswith(needle) for line in f)
+            with open("/proc/net/unix", encoding="utf-8", errors="replace") as f:
+                return f"@/var/lib/lxc/{vmid}/command" in unix_socket_paths(f.read())
         except OSError:
             return False
     try:

@@ -8,12 +8,14 @@ every node's configs there as it reads /etc/pve on a node:
     STATE_DIR/nodes/<node>/lxc/<vmid>.conf          container configs
     STATE_DIR/nodes/<node>/qemu-server/<vmid>.conf  VM configs
     STATE_DIR/storage.json   {"local": {"type": "dir", "content": "...", "path": "/abs/dir",
-                                        "active": true}}
+                                        "active": true, "node_paths": {"pve-b": "/b/dir"}}}
+                             (storage.cfg is cluster-wide; node_paths gives another
+                             node its own directory behind the same 'local')
     STATE_DIR/mounts.json    optional: paths `mountpoint -q` calls mount points
     STATE_DIR/fail.json      optional: argv prefixes that must fail,
                              e.g. [["pct", "set", "103"]]
 
-This node is NODE; pct/qm see only its guests.  The answers are as strict
+This node is NODE ($PHOENIX_NODE, else "fakenode"); pct/qm see only its guests.  The answers are as strict
 as PVE's own (pve-container, qemu-server, pve-storage, pve-guest-common):
 
 - `set` refuses a guest whose config has a `lock:` line, with PVE's text
@@ -39,7 +41,7 @@ import sys
 STATE = sys.argv[1]
 TOOL = sys.argv[2]
 ARGS = sys.argv[3:]
-NODE = "fakenode"
+NODE = os.environ.get("PHOENIX_NODE") or "fakenode"   # as install.sh is told it
 KIND_DIR = {"pct": "lxc", "qm": "qemu-server"}
 LABEL = {"pct": "CT", "qm": "VM"}
 # pve-storage: @SHARED_STORAGE in Plugin.pm, and the plugins that list "snippets" content.
@@ -62,6 +64,10 @@ def save_storages(data):
         json.dump(data, f, indent=1)
 
 
+def node_path(cfg):
+    return cfg.get("node_paths", {}).get(NODE, cfg.get("path"))
+
+
 def volume_path(volid):
     store, sep, rest = volid.partition(":")
     if not sep:
@@ -74,7 +80,7 @@ def volume_path(volid):
         fail(f"unable to parse directory volume name '{rest}'")
     if cfg["type"] not in SNIPPET_TYPES:
         fail(f"unable to parse {cfg['type']} volume name '{rest}'")
-    return vtype, os.path.join(cfg["path"], vtype, name)
+    return vtype, os.path.join(node_path(cfg), vtype, name)
 
 
 def conf_file(tool, vmid):
@@ -202,7 +208,9 @@ def pvesm():
 
 
 def storage_out(name, cfg):
-    out = {k: v for k, v in cfg.items() if k != "active"}
+    out = {k: v for k, v in cfg.items() if k not in ("active", "node_paths")}
+    if "path" in cfg:
+        out["path"] = node_path(cfg)
     out.update(storage=name, digest="0" * 40)
     if cfg["type"] in SHARED_TYPES:
         out["shared"] = 1
