@@ -694,6 +694,21 @@ remove_old_venv() {
   fi
 }
 
+# A snippet on storage that is not shared exists on this node only: a guest
+# attached here cannot start on, nor migrate to, a node without the same file
+# ("hookscript ... does not exist").  The cluster's nodes are the directories
+# of $PVE_ROOT/nodes (pmxcfs keeps one per node).
+warn_other_nodes() {
+  local others=() d
+  [[ $ST_SHARED == 1 || " nfs cifs cephfs glusterfs " == *" $ST_TYPE "* ]] && return 0
+  for d in "$PVE_ROOT"/nodes/*/; do
+    d=${d%/}; d=${d##*/}
+    [[ -d $PVE_ROOT/nodes/$d && $d != "$NODE" && $d != '*' ]] && others+=("$d")
+  done
+  ((${#others[@]})) || return 0
+  warn "storage '$STORAGE' is not shared: $VOLID exists on this node only, so the guests attached here cannot start on or migrate to $(printf '%s, ' "${others[@]}" | sed 's/, $//') until install.sh runs there too (with --storage $STORAGE), or use a shared storage"
+}
+
 do_install() {
   if ((PACKAGE)); then
     say "the phoenix-hook package is installed: using its hookscript and Debian's python3 (no venv)"
@@ -716,7 +731,10 @@ do_install() {
     convert_old_records
     say "installed: $BINDIR/phoenix-hook -> $VENV/bin/phoenix-hook"
   fi
-  if ((${#ATTACH[@]})); then attach_requested; fi
+  if ((${#ATTACH[@]})); then
+    attach_requested
+    warn_other_nodes
+  fi
   if ((FAILED)); then exit "$EXIT_FAILED"; fi
   if ((${#SKIPPED[@]})); then
     say "not attached because they have another hookscript: ${SKIPPED[*]} (rerun with --chain to attach them anyway)"

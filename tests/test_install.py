@@ -860,3 +860,23 @@ def test_a_venv_that_stays_broken_fails_with_one_line(node):
     r = ok(node.run(FAKE_IMPORT_FAILS="1"), code=1)
     assert r.stderr.splitlines()[-1] == (ME + f"{node.prefix / 'venv'}/bin/python3 -I cannot import phoenix_hook "
                                          f"even in a new venv: ModuleNotFoundError: No module named 'phoenix_hook'")
+
+
+def test_attach_on_storage_that_is_not_shared_names_the_other_nodes(node):
+    node.add_guest(101)
+    node.add_guest(201, node="pve2")
+    node.add_guest(301, node="pve3")
+    r = ok(node.run("--attach", "101"))
+    assert (ME + f"storage 'local' is not shared: {VOLID} exists on this node only, so the guests attached "
+            "here cannot start on or migrate to pve2, pve3 until install.sh runs there too (with --storage "
+            "local), or use a shared storage") in r.stderr.splitlines()
+    ok_alone = ok(Node(node.tmp / "single").run("--attach", "all"))
+    assert "is not shared" not in ok_alone.stderr              # a node without others says nothing
+
+
+def test_attach_on_shared_storage_does_not_warn(node):
+    node.add_storage("nfs1", "nfs")
+    node.add_guest(101)
+    node.add_guest(201, node="pve2")
+    r = ok(node.run("--storage", "nfs1", "--attach", "101"))
+    assert "is not shared" not in r.stderr
