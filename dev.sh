@@ -8,7 +8,8 @@
 #   ./dev.sh deb          build dist/phoenix-hook_<version>_all.deb (reproducible)
 #   ./dev.sh setup        only install what the above need
 # Everything runs from a virtualenv in .venv; system packages (iproute2,
-# arping, arp-scan, nmap, dnsmasq, dhclient) come from apt when run as root.
+# arping, arp-scan, nmap, dnsmasq, dhclient, logrotate, perl; arpwatch for bench) come from
+# apt when run as root. The demo installs only what it needs: iproute2, python3-venv and the package.
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${PHOENIX_DEV_VENV:-.venv}
@@ -30,6 +31,14 @@ is_ci() { case "${CI:-}" in ""|false|False|FALSE|0) return 1 ;; *) return 0 ;; e
 # A Debian package is installed (dpkg-query: "installed", not only unpacked).
 have_deb() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
 
+# What the demo needs: the lab's ip command and a venv for the package.
+need_apt_demo() {
+  local missing=()
+  command -v ip >/dev/null || missing+=(iproute2)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  printf '%s\n' "${missing[@]}"
+}
+
 need_apt() {
   local missing=()
   command -v ip >/dev/null || missing+=(iproute2)
@@ -39,6 +48,14 @@ need_apt() {
   command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
   # the DHCP client of the lease tests (leases, locate): a client only, no service
   command -v dhclient >/dev/null || [ -x /sbin/dhclient ] || missing+=(isc-dhcp-client)
+  command -v logrotate >/dev/null || missing+=(logrotate)
+  # The watch's PVE notifications run the system perl; its tests use a stand-in PVE::Notify
+  # that needs JSON::PP (in Debian's perl, not perl-base).
+  perl -MJSON::PP -e 1 2>/dev/null || missing+=(perl)
+  # bench/bench_watch.py compares the watch with arpwatch (no test needs it).
+  if [ "${PHOENIX_BENCH:-}" = "1" ]; then
+    command -v arpwatch >/dev/null || [ -x /usr/sbin/arpwatch ] || missing+=(arpwatch)
+  fi
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   # The DHCP servers check the reservations output (kea-dhcp4 -t, dhcpd -t) and write the
   # lease files of the leases tests (in namespaces); they are servers, so only CI installs
@@ -56,9 +73,16 @@ need_apt() {
   printf '%s\n' "${missing[@]}"
 }
 
+# setup [demo]: the system packages and the venv; "demo" installs the package
+# alone (no test tools, no peers), everything else the test extras too.
 setup() {
-  local missing
-  missing=$(need_apt)
+  local missing what=${1:-all} extras='[test]' imports='import phoenix_hook, netaddr, proxmoxer, requests, pytest, hypothesis, responses, jsonschema'
+  if [ "$what" = demo ]; then
+    missing=$(need_apt_demo)
+    extras='' imports='import phoenix_hook, netaddr, proxmoxer, requests'
+  else
+    missing=$(need_apt)
+  fi
   if [ -n "$missing" ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
       say "installing with apt: $(echo "$missing" | tr '\n' ' ')"
@@ -73,15 +97,15 @@ setup() {
     say "creating virtualenv $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import phoenix_hook, netaddr, proxmoxer, requests, pytest, hypothesis, responses, jsonschema' 2>/dev/null \
-     || [ setup.cfg -nt "$VENV/.installed" ]; then
-    say "installing phoenix-hook and its test dependencies into $VENV"
-    if ! "$VENV/bin/python" -m pip install -q -e '.[test]' >"$VENV/pip.log" 2>&1; then
+  if ! "$VENV/bin/python" -c "$imports" 2>/dev/null \
+     || { [ "$what" != demo ] && [ setup.cfg -nt "$VENV/.installed" ]; }; then
+    say "installing phoenix-hook${extras:+ and its test dependencies} into $VENV"
+    if ! "$VENV/bin/python" -m pip install -q -e ".$extras" >"$VENV/pip.log" 2>&1; then
       tail -20 "$VENV/pip.log" >&2
       say "pip install failed (full log: $VENV/pip.log)"
       exit 1
     fi
-    touch "$VENV/.installed"
+    if [ "$what" != demo ]; then touch "$VENV/.installed"; fi
   fi
 }
 
@@ -128,7 +152,7 @@ test_debian() {
 
 case "${1:-help}" in
   setup) setup ;;
-  demo) setup; shift; exec "$VENV/bin/phoenix-hook" demo "$@" ;;
+  demo) setup demo; shift; exec "$VENV/bin/phoenix-hook" demo "$@" ;;
   test)
     setup; shift
     set +e
@@ -152,7 +176,7 @@ case "${1:-help}" in
     fi
     exec python3 -B packaging/build_deb.py "$@" ;;
   bench)
-    setup; shift
+    PHOENIX_BENCH=1 setup; shift
     for b in bench/bench_*.py; do say "running $b"; "$VENV/bin/python" "$b" "$@"; done ;;
-  *) sed -n '2,11p' "$0"; exit 2 ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
 esac

@@ -20,13 +20,19 @@ set -euo pipefail
 readonly ME="phoenix-hook install"
 readonly EXIT_FAILED=1 EXIT_USAGE=2 EXIT_NOT_ROOT=3 EXIT_NOT_PVE=4 EXIT_SKIPPED=5
 readonly SNIPPET_NAME=phoenix-hook.py
+readonly UNIT=phoenix-hook-watch.service
+readonly TEMPLATE_FILES=(phoenix-hook-conflict-subject.txt.hbs phoenix-hook-conflict-body.txt.hbs)
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 PREFIX=${PHOENIX_PREFIX:-/opt/phoenix-hook}
 BINDIR=${PHOENIX_BINDIR:-/usr/local/bin}
 ETC=${PHOENIX_ETC:-/etc/phoenix-hook}
+LOGROTATE_DIR=${PHOENIX_LOGROTATE_DIR:-/etc/logrotate.d}
+SYSTEMD_DIR=${PHOENIX_SYSTEMD_DIR:-/etc/systemd/system}
+PVE_TEMPLATES=${PHOENIX_PVE_TEMPLATES:-/usr/share/pve-manager/templates/default}
 PYTHON=${PHOENIX_PYTHON:-python3}
 PKG_SHARE=${PHOENIX_PKG_SHARE:-/usr/share/phoenix-hook}
+PKG_UNIT=${PHOENIX_PKG_UNIT:-/lib/systemd/system/phoenix-hook-watch.service}
 PVE_ROOT=${PHOENIX_PVE_ROOT:-/etc/pve}
 NODE=${PHOENIX_NODE:-$(uname -n | cut -d. -f1)}     # PVE's nodename: the short host name
 # pve-storage plugins whose content types include snippets.
@@ -37,11 +43,12 @@ read -r -a PIP_ARGS <<<"${PHOENIX_PIP_ARGS:-}"
 
 usage() {
   cat <<EOF
-Usage: ./install.sh [--storage NAME] [--attach VMID... | --attach all [--vms]] [--chain]
-       ./install.sh --uninstall
+Usage: ./install.sh [--storage NAME] [--attach VMID... | --attach all [--vms]] [--chain] [--watch] [--dry-run]
+       ./install.sh --uninstall [--dry-run]
        ./install.sh --help
 
-Installs phoenix-hook on this Proxmox VE node (run as root, on every node):
+Installs phoenix-hook on this Proxmox VE node (run as root, on every node of
+a cluster: each node runs the hookscripts of its own guests):
   - a venv at $PREFIX/venv with this checkout pip-installed into it,
     and the command $BINDIR/phoenix-hook (a symlink into the venv);
     with the Debian package phoenix-hook installed, neither: the package
@@ -50,7 +57,9 @@ Installs phoenix-hook on this Proxmox VE node (run as root, on every node):
   - the hookscript STORAGE:snippets/$SNIPPET_NAME (the storage gets
     'snippets' content enabled if it lacks it; its other content is kept);
   - $ETC/phoenix-hook.conf with every setting commented out, only if
-    no such file exists yet (your edits are never overwritten).
+    no such file exists yet (your edits are never overwritten);
+  - $LOGROTATE_DIR/phoenix-hook, the logrotate rule for the decision log
+    (only if none exists).
 Running it again updates the installation and changes nothing else.
 
 Options:
@@ -71,11 +80,18 @@ Options:
                   and the exit code is 5. --chain on a guest that already
                   uses phoenix-hook ties its record to the guest as it is now
                   (after you changed its MACs).
+  --watch         also install and start the service $UNIT
+                  ('phoenix-hook watch': ongoing conflict detection, alerts through the
+                  journal, PVE notifications, a webhook, metrics; settings in [watch]) in
+                  $SYSTEMD_DIR, and its notification templates in
+                  $PVE_TEMPLATES (where PVE 8.2+ looks).
+                  Once installed, later runs keep it and update it.
   --uninstall     give every guest back the hookscript it had before (or none),
                   also guests that migrated here from another node (the chain
                   records are cluster-wide), detach phoenix-hook from guests
                   that carry it without a record (e.g. clones), then remove
-                  the snippet, the command, the venv and the state. Keeps $ETC/phoenix-hook.conf and the
+                  the snippet, the command, the venv, the watch service and
+                  its templates, and the state. Keeps $ETC/phoenix-hook.conf and the
                   decision log. If a guest cannot be restored, nothing is
                   removed (its start still needs the venv); fix and rerun.
                   On shared storage the snippet stays while guests of other
@@ -83,6 +99,10 @@ Options:
                   Snapshots and backups keep the hookscript line: guests
                   with such snapshots are listed, with the command that
                   detaches them after a rollback or restore.
+  --dry-run       print every action (commands that change the node, files
+                  written or removed, storage changes) and change nothing;
+                  it still reads the node (pct config, pvesm path) to tell
+                  what it would do, and exits as the real run would
   -h, --help      this text
 
 Exit codes:
@@ -101,10 +121,12 @@ Files: $ETC/state/install (where things were installed),
 
 Environment (for tests and unusual layouts): PHOENIX_PREFIX, PHOENIX_BINDIR,
 PHOENIX_ETC, PHOENIX_PKG_SHARE (the package's files, default
-/usr/share/phoenix-hook), PHOENIX_PVE_ROOT (default /etc/pve), PHOENIX_NODE
-(this node's name), PHOENIX_PYTHON (creates the venv, default python3; when
-its version differs from the venv's, the venv is made again, e.g. after a
-Debian release upgrade),
+/usr/share/phoenix-hook; PHOENIX_PKG_UNIT its watch unit), PHOENIX_PVE_ROOT
+(default /etc/pve), PHOENIX_NODE
+(this node's name), PHOENIX_LOGROTATE_DIR (default /etc/logrotate.d),
+PHOENIX_SYSTEMD_DIR, PHOENIX_PVE_TEMPLATES, PHOENIX_PYTHON (creates the venv,
+default python3; when its version differs from the venv's, the venv is made
+again, e.g. after a Debian release upgrade),
 PHOENIX_VENV_ARGS (extra 'python3 -m venv' arguments, e.g.
 --system-site-packages), PHOENIX_PIP_ARGS (extra 'pip install' arguments,
 e.g. --no-deps --no-index). The hook itself reads
@@ -121,7 +143,7 @@ usage_error() { die "$EXIT_USAGE" "$* (see --help)"; }
 # --- arguments -------------------------------------------------------------
 STORAGE=local
 ATTACH=()
-CHAIN=0 VMS=0 UNINSTALL=0
+CHAIN=0 VMS=0 UNINSTALL=0 DRY_RUN=0 WATCH=0
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
@@ -137,6 +159,8 @@ while (($#)); do
     --chain) CHAIN=1 ;;
     --vms) VMS=1 ;;
     --uninstall) UNINSTALL=1 ;;
+    --dry-run) DRY_RUN=1 ;;
+    --watch) WATCH=1 ;;
     *) usage_error "unknown argument '$1'" ;;
   esac
   shift
@@ -154,8 +178,8 @@ for id in ${ATTACH[@]+"${ATTACH[@]}"}; do
 done
 ((ATTACH_ALL == 0 || ${#ATTACH[@]} == 1)) || usage_error "use either '--attach all' or VMIDs, not both"
 if ((UNINSTALL)); then
-  ((${#ATTACH[@]} == 0 && CHAIN == 0 && VMS == 0)) ||
-    usage_error "--uninstall takes no --attach, --chain or --vms"
+  ((${#ATTACH[@]} == 0 && CHAIN == 0 && VMS == 0 && WATCH == 0)) ||
+    usage_error "--uninstall takes no --attach, --chain, --vms or --watch (it removes the watch too)"
 else
   ((${#ATTACH[@]} > 0 || (CHAIN == 0 && VMS == 0))) ||
     usage_error "--chain and --vms only make sense with --attach"
@@ -178,7 +202,7 @@ CONF=$ETC/phoenix-hook.conf
 CONF_SRC=$REPO_DIR/conf/phoenix-hook.conf
 HOOK_SRC=$REPO_DIR/hookscripts/phoenix-hook.py
 TMPD=$(mktemp -d)
-trap 'rm -rf "$TMPD"' EXIT
+trap 'rm -rf "$TMPD"; if ((DRY_RUN)); then say "dry run: nothing was changed"; fi' EXIT
 FAILED=0
 SKIPPED=()
 
@@ -187,6 +211,23 @@ SKIPPED=()
 package_installed() {
   command -v dpkg-query >/dev/null 2>&1 &&
     [[ $(dpkg-query -W -f='${db:Status-Status}' phoenix-hook 2>/dev/null) == installed ]]
+}
+
+# Every step that changes the node goes through change() (a command),
+# write_lines() or write_chain() (a file): with --dry-run they say what they
+# would do instead, and done_say() stays silent about what was not done.
+change() {
+  if ((DRY_RUN)); then say "dry run: would run: $(shell_words "$@")"; return 0; fi
+  "$@"
+}
+done_say() { if ((!DRY_RUN)); then say "$@"; fi; }
+# Arguments as a shell would need them typed: plain words as they are, others quoted.
+shell_words() {
+  local a out=()
+  for a in "$@"; do
+    if [[ $a =~ ^[A-Za-z0-9_./:=,@+%-]+$ ]]; then out+=("$a"); else out+=("$(printf '%q' "$a")"); fi
+  done
+  printf '%s' "${out[*]}"
 }
 
 # The value of KEY in a key=value file (empty if absent).  No eval, no source.
@@ -201,6 +242,7 @@ read_kv() {
 # Write lines to FILE atomically (a reader never sees half a file).
 write_lines() {
   local file=$1 tmp; shift
+  if ((DRY_RUN)); then say "dry run: would write $file: $(printf '%s; ' "$@" | sed 's/; $//')"; return 0; fi
   mkdir -p "$(dirname "$file")"
   tmp=$(mktemp "$file.XXXXXX")
   printf '%s\n' "$@" >"$tmp"
@@ -223,6 +265,10 @@ write_chain() {
   local vmid=$1 volid=$2 path=$3 file=$CHAIN_DIR/$1.json tmp macs='' m genid=null
   for m in $G_MACS; do macs+="${macs:+, }\"$m\""; done
   [[ -z $G_GENID ]] || genid="\"$G_GENID\""
+  if ((DRY_RUN)); then
+    say "dry run: would write $file: volid $volid, path $path, macs [$macs], vmgenid $genid"
+    return 0
+  fi
   mkdir -p "$CHAIN_DIR"
   tmp=$(mktemp "$CHAIN_DIR/$vmid.json.tmp.XXXXXX")
   if ! {
@@ -282,8 +328,8 @@ convert_old_records() {
     path=$(read_kv "$f" path)
     if read_guest "$vmid" "$(read_kv "$GUEST_STATE/$vmid" type)" && [[ $G_HOOK == "$VOLID" && -n $path ]]; then
       if write_chain "$vmid" "$volid" "$path"; then
-        rm -f "$f"
-        say "guest $vmid: chain record converted to $CHAIN_DIR/$vmid.json (tied to its MACs${G_GENID:+ and vmgenid})"
+        change rm -f "$f"
+        done_say "guest $vmid: chain record converted to $CHAIN_DIR/$vmid.json (tied to its MACs${G_GENID:+ and vmgenid})"
       else
         warn "guest $vmid: could not write $CHAIN_DIR/$vmid.json; its previous hookscript $volid does not run"
         FAILED=1
@@ -292,7 +338,7 @@ convert_old_records() {
       say "guest $vmid: old chain record $f kept (the guest is not here or no longer uses $VOLID)"
     fi
   done
-  rmdir "$OLD_CHAIN_DIR" 2>/dev/null || true
+  if ((!DRY_RUN)); then rmdir "$OLD_CHAIN_DIR" 2>/dev/null || true; fi
 }
 
 # The VMIDs in the output of `pct list` / `qm list` (header line skipped).
@@ -306,6 +352,7 @@ tool_for() { if [[ $1 == vm ]]; then echo qm; else echo pct; fi; }
 SET_ERR=''
 guest_set() {
   local tool=$1; shift
+  if ((DRY_RUN)); then change "$tool" set "$@"; return 0; fi
   if "$tool" set "$@" >"$TMPD/set.out" 2>"$TMPD/set.err"; then return 0; fi
   SET_ERR=$(grep -v '^[[:space:]]*$' "$TMPD/set.err" | tail -n 1 || true)
   [[ -n $SET_ERR ]] || SET_ERR="$tool set failed"
@@ -452,17 +499,27 @@ install_venv() {
   # Reuse a working venv; make it again when its interpreter is gone or is
   # another Python now: a Debian release upgrade (PVE 8 to 9: Python 3.11 to
   # 3.13) leaves a venv that no longer finds its own packages.
+  local create=0
   if [[ -d $VENV ]]; then
     have=$(venv_version)
     if ! "$VENV/bin/python3" -c 'import sys' >/dev/null 2>&1; then
       say "the venv at $VENV is broken; creating it again"
-      rm -rf "$VENV"
+      change rm -rf "$VENV"
+      create=1
     elif [[ -n $have && $have != "$want" ]]; then
       say "the venv at $VENV was made with Python $have and $PYTHON is Python $want now; creating it again"
-      rm -rf "$VENV"
+      change rm -rf "$VENV"
+      create=1
     fi
   fi
-  [[ -d $VENV ]] || make_venv
+  [[ -d $VENV ]] || create=1
+  if ((DRY_RUN)); then
+    if ((create)); then change "$PYTHON" -m venv ${VENV_ARGS[@]+"${VENV_ARGS[@]}"} "$VENV"; fi
+    change "$VENV/bin/python3" -m pip install --disable-pip-version-check --quiet \
+      ${PIP_ARGS[@]+"${PIP_ARGS[@]}"} "$REPO_DIR"
+    return 0
+  fi
+  if ((create)); then make_venv; fi
   pip_install
   if ! venv_healthy; then
     say "$VENV/bin/python3 cannot import phoenix_hook ($(tail -n1 "$TMPD/health.log")); creating the venv again"
@@ -480,8 +537,8 @@ install_command() {
   if [[ -e $link && ! -L $link ]]; then
     die "$EXIT_FAILED" "$link exists and is not our symlink; move it away and rerun"
   fi
-  mkdir -p "$BINDIR"
-  ln -sfn "$VENV/bin/phoenix-hook" "$link"
+  change mkdir -p "$BINDIR"
+  change ln -sfn "$VENV/bin/phoenix-hook" "$link"
 }
 
 # Make sure STORAGE may hold snippets; keep every content type it has.
@@ -497,6 +554,7 @@ ensure_snippets_content() {
   say "storage '$STORAGE' has no 'snippets' content (it has ${content:-none}); enabling it"
   # 'none' cannot be combined with other content types.
   if [[ -z $content || $content == none ]]; then content=snippets; else content=$content,snippets; fi
+  if ((DRY_RUN)); then change pvesm set "$STORAGE" --content "$content"; return 0; fi
   guest_set pvesm "$STORAGE" --content "$content" ||
     die "$EXIT_FAILED" "could not enable snippets on storage '$STORAGE' ($SET_ERR); choose another with --storage"
   # pvesm only warns about a content type the storage's plugin rejects.
@@ -510,6 +568,10 @@ ensure_snippets_content() {
 # then the mount must really be there.
 activate_storage() {
   local status mp=''
+  if ((DRY_RUN)); then
+    say "dry run: would activate storage '$STORAGE' (pvesm status --storage $STORAGE) and check it is mounted"
+    return 0
+  fi
   status=$(pvesm status --storage "$STORAGE" 2>"$TMPD/err" | awk -v s="$STORAGE" '$1 == s { print $3; exit }') || true
   [[ $status == active ]] ||
     die "$EXIT_FAILED" "storage '$STORAGE' is not active on this node (pvesm status: ${status:-no answer}; $(grep -m1 . "$TMPD/err" || echo 'no error text')); fix its mount or connection and rerun"
@@ -537,6 +599,14 @@ install_snippet() {
   if [[ -n $ST_PATH && $SNIPPET_PATH != "${ST_PATH%/}/"* ]]; then
     die "$EXIT_FAILED" "pvesm path $VOLID gave $SNIPPET_PATH, which is not on storage '$STORAGE' ($ST_PATH)"
   fi
+  if ((DRY_RUN)); then
+    if ((PACKAGE)); then
+      say "dry run: would write the hookscript $SNIPPET_PATH ($VOLID): $src as it is (#!/usr/bin/python3 -I), mode 0755"
+    else
+      say "dry run: would write the hookscript $SNIPPET_PATH ($VOLID): $src with its first line #!$VENV/bin/python3 -I, mode 0755"
+    fi
+    return 0
+  fi
   mkdir -p "$(dirname "$SNIPPET_PATH")"
   tmp=$(mktemp "$(dirname "$SNIPPET_PATH")/.$SNIPPET_NAME.XXXXXX")
   IFS= read -r first <"$src" || true
@@ -557,16 +627,113 @@ install_snippet() {
 }
 
 install_settings() {
-  mkdir -p "$ETC"
   if [[ -e $CONF ]]; then
     say "kept the existing settings file $CONF"
     return 0
   fi
+  if ((DRY_RUN)); then
+    say "dry run: would write the default settings file $CONF (every setting commented out)"
+    return 0
+  fi
+  mkdir -p "$ETC"
   [[ -f $CONF_SRC ]] || die "$EXIT_FAILED" "$CONF_SRC is missing; run install.sh from a complete checkout"
   cp "$CONF_SRC" "$TMPD/conf"
   chmod 0644 "$TMPD/conf"
   mv -f "$TMPD/conf" "$CONF"
   say "wrote the default settings file $CONF"
+}
+
+# The logrotate rule for the decision log, like the settings: written only
+# when none exists (an admin who moved log_file edits it), removed by
+# --uninstall only when it is ours.
+LOGROTATE_RULE=''
+install_logrotate() {
+  local src=$REPO_DIR/contrib/logrotate/phoenix-hook dst=$LOGROTATE_DIR/phoenix-hook
+  [[ -f $src ]] || return 0
+  if [[ ! -d $LOGROTATE_DIR ]]; then
+    say "no $LOGROTATE_DIR (logrotate is not installed): the decision log will not be rotated"
+    return 0
+  fi
+  if [[ -e $dst ]]; then
+    if cmp -s "$src" "$dst"; then LOGROTATE_RULE=$dst; fi
+    [[ -n $LOGROTATE_RULE ]] || say "kept the existing logrotate rule $dst"
+    return 0
+  fi
+  LOGROTATE_RULE=$dst
+  if ((DRY_RUN)); then say "dry run: would write the logrotate rule $dst (from $src)"; return 0; fi
+  cp "$src" "$TMPD/logrotate"
+  chmod 0644 "$TMPD/logrotate"
+  mv -f "$TMPD/logrotate" "$dst"
+  say "wrote the logrotate rule $dst"
+}
+
+# The watch service and the PVE notification templates (--watch).
+install_watch() {
+  local src=$REPO_DIR/systemd/$UNIT tdir=$REPO_DIR/phoenix_hook/watch/templates f unit=$SYSTEMD_DIR/$UNIT
+  # The package ships the unit (ExecStart=/usr/bin/phoenix-hook watch) and the templates.
+  if ((PACKAGE)); then src=$PKG_UNIT tdir=$PKG_SHARE/templates; fi
+  [[ -f $src ]] || die "$EXIT_FAILED" "$src is missing; run install.sh from a complete checkout (or reinstall the package)"
+  command -v systemctl >/dev/null 2>&1 ||
+    die "$EXIT_FAILED" "--watch needs systemd ('systemctl' not found)"
+  if ((PACKAGE)); then
+    :
+  elif ((DRY_RUN)); then
+    say "dry run: would write the watch service $unit (from $src, ExecStart=$BINDIR/phoenix-hook watch)"
+  else
+    mkdir -p "$SYSTEMD_DIR"
+    # The command lives where this install put it.
+    sed "s|^ExecStart=.*|ExecStart=$BINDIR/phoenix-hook watch|" "$src" >"$TMPD/unit"
+    chmod 0644 "$TMPD/unit"
+    mv -f "$TMPD/unit" "$unit"
+    say "watch service written to $unit"
+  fi
+  # PVE 8.2+ reads notification templates from this directory; PVE 8.1 has none (the
+  # watch then passes its templates in the call), and creating it would hide that.
+  if [[ -d $PVE_TEMPLATES ]]; then
+    for f in "${TEMPLATE_FILES[@]}"; do
+      [[ -f $tdir/$f ]] || die "$EXIT_FAILED" "$tdir/$f is missing; run install.sh from a complete checkout"
+      if ((DRY_RUN)); then say "dry run: would write $PVE_TEMPLATES/$f (from $tdir)"; continue; fi
+      cp "$tdir/$f" "$TMPD/$f"
+      chmod 0644 "$TMPD/$f"
+      mv -f "$TMPD/$f" "$PVE_TEMPLATES/$f"
+    done
+    done_say "notification templates written to $PVE_TEMPLATES"
+  else
+    say "no $PVE_TEMPLATES (PVE before 8.2): the watch passes its notification templates itself"
+  fi
+  change systemctl daemon-reload || die "$EXIT_FAILED" "systemctl daemon-reload failed"
+  change systemctl enable "$UNIT" || die "$EXIT_FAILED" "systemctl enable $UNIT failed"
+  # restart: a rerun after an update runs the new code
+  change systemctl restart "$UNIT" ||
+    die "$EXIT_FAILED" "systemctl restart $UNIT failed; see: journalctl -u $UNIT"
+  done_say "watch service $UNIT enabled and started (journalctl -u $UNIT)"
+}
+
+remove_watch() {
+  local unit templates f
+  unit=$(read_kv "$STATE/install" unit)
+  templates=$(read_kv "$STATE/install" templates)
+  if [[ -z $unit && $(read_kv "$STATE/install" watch) == 1 ]]; then
+    # The package's unit: stopped and disabled; the file is the package's to remove.
+    if command -v systemctl >/dev/null 2>&1; then
+      change systemctl disable --now "$UNIT" || warn "systemctl disable --now $UNIT failed"
+      done_say "stopped and disabled the watch service $UNIT (the package keeps its unit file)"
+    fi
+  fi
+  [[ -n $unit ]] || unit=/nonexistent
+  if [[ -f $unit ]]; then
+    if command -v systemctl >/dev/null 2>&1; then
+      change systemctl disable --now "$UNIT" || warn "systemctl disable --now $UNIT failed; removing it anyway"
+    fi
+    change rm -f "$unit"
+    if command -v systemctl >/dev/null 2>&1; then change systemctl daemon-reload || true; fi
+    done_say "removed the watch service $unit"
+  fi
+  if [[ -n $templates ]]; then
+    for f in "${TEMPLATE_FILES[@]}"; do
+      if [[ -f $templates/$f ]]; then change rm -f "$templates/$f"; done_say "removed $templates/$f"; fi
+    done
+  fi
 }
 
 # Attach our hookscript to one guest, following the rules in --help.
@@ -596,7 +763,7 @@ attach_guest() {
       # The admin says this record is this guest's (e.g. after changing its MACs).
       if write_chain "$vmid" "$(chain_value "$CHAIN_DIR/$vmid.json" volid)" \
         "$(chain_value "$CHAIN_DIR/$vmid.json" path)"; then
-        say "$label $vmid: its chain record now names it as it is now (MACs ${G_MACS:-none}${G_GENID:+, vmgenid $G_GENID})"
+        done_say "$label $vmid: its chain record now names it as it is now (MACs ${G_MACS:-none}${G_GENID:+, vmgenid $G_GENID})"
       else
         warn "$label $vmid: could not rewrite $CHAIN_DIR/$vmid.json"
         FAILED=1
@@ -607,8 +774,8 @@ attach_guest() {
   fi
   if [[ -f $CHAIN_DIR/$vmid.json ]] && ! chain_matches "$vmid"; then
     # Left by a destroyed guest with this ID: never this guest's to run.
-    rm -f "$CHAIN_DIR/$vmid.json"
-    say "$label $vmid: removed a chain record another guest with this ID left behind"
+    change rm -f "$CHAIN_DIR/$vmid.json"
+    done_say "$label $vmid: removed a chain record another guest with this ID left behind"
   fi
 
   if [[ -n $G_HOOK ]]; then
@@ -649,9 +816,9 @@ attach_guest() {
     return 0
   fi
   if [[ -n $G_HOOK ]]; then
-    say "$label $vmid: attached $VOLID; it runs the previous hookscript $G_HOOK after itself"
+    done_say "$label $vmid: attached $VOLID; it runs the previous hookscript $G_HOOK after itself"
   else
-    say "$label $vmid: attached $VOLID"
+    done_say "$label $vmid: attached $VOLID"
   fi
 }
 
@@ -677,20 +844,26 @@ attach_requested() {
 # The package replaces a venv install: once the snippet runs Debian's
 # python3, the venv and its command link (as recorded) are not needed.
 remove_old_venv() {
-  local prefix bindir venv link
+  local prefix bindir venv link unit
   [[ $(read_kv "$STATE/install" mode) != package ]] || return 0
   prefix=$(read_kv "$STATE/install" prefix)
   bindir=$(read_kv "$STATE/install" bindir)
+  unit=$(read_kv "$STATE/install" unit)
+  # The venv's watch unit would hide the package's (/etc/systemd/system comes first).
+  if [[ -n $unit && -f $unit ]]; then
+    change rm -f "$unit"
+    done_say "removed $unit (the package's $PKG_UNIT replaces it)"
+  fi
   [[ -n $prefix ]] || return 0
   venv=$prefix/venv link=${bindir:-$BINDIR}/phoenix-hook
   if [[ -L $link && $(readlink "$link") == "$venv/"* ]]; then
-    rm -f "$link"
-    say "removed $link (the package's /usr/bin/phoenix-hook replaces it)"
+    change rm -f "$link"
+    done_say "removed $link (the package's /usr/bin/phoenix-hook replaces it)"
   fi
   if [[ -d $venv ]]; then
-    rm -rf "$venv"
-    rmdir "$prefix" 2>/dev/null || true
-    say "removed the venv $venv: the hookscript now runs the phoenix-hook package"
+    change rm -rf "$venv"
+    if ((!DRY_RUN)); then rmdir "$prefix" 2>/dev/null || true; fi
+    done_say "removed the venv $venv: the hookscript now runs the phoenix-hook package"
   fi
 }
 
@@ -710,6 +883,10 @@ warn_other_nodes() {
 }
 
 do_install() {
+  local watch_lines=()
+  if ((!WATCH)) && [[ $(read_kv "$STATE/install" watch) == 1 ]]; then
+    WATCH=1   # installed before: kept, and updated with the rest
+  fi
   if ((PACKAGE)); then
     say "the phoenix-hook package is installed: using its hookscript and Debian's python3 (no venv)"
   else
@@ -721,15 +898,29 @@ do_install() {
   install_snippet
   install_settings
   if ((PACKAGE)); then
-    remove_old_venv
-    write_lines "$STATE/install" "mode=package" "storage=$STORAGE" "volid=$VOLID" "snippet=$SNIPPET_PATH"
+    remove_old_venv                              # the snippet above no longer runs it
+  else
+    install_logrotate                            # the package ships its own (a conffile)
+  fi
+  if ((WATCH)); then
+    install_watch
+    if ((PACKAGE)); then
+      watch_lines=("watch=1" "templates=$PVE_TEMPLATES")   # the unit is the package's
+    else
+      watch_lines=("watch=1" "unit=$SYSTEMD_DIR/$UNIT" "templates=$PVE_TEMPLATES")
+    fi
+  fi
+  if ((PACKAGE)); then
+    write_lines "$STATE/install" "mode=package" "storage=$STORAGE" "volid=$VOLID" "snippet=$SNIPPET_PATH" \
+      ${watch_lines[@]+"${watch_lines[@]}"}
     convert_old_records
-    say "installed: hookscript $VOLID from the phoenix-hook package"
+    done_say "installed: hookscript $VOLID from the phoenix-hook package"
   else
     write_lines "$STATE/install" "mode=venv" "storage=$STORAGE" "volid=$VOLID" \
-      "snippet=$SNIPPET_PATH" "prefix=$PREFIX" "bindir=$BINDIR"
+      "snippet=$SNIPPET_PATH" "prefix=$PREFIX" "bindir=$BINDIR" "logrotate=$LOGROTATE_RULE" \
+      ${watch_lines[@]+"${watch_lines[@]}"}
     convert_old_records
-    say "installed: $BINDIR/phoenix-hook -> $VENV/bin/phoenix-hook"
+    done_say "installed: $BINDIR/phoenix-hook -> $VENV/bin/phoenix-hook"
   fi
   if ((${#ATTACH[@]})); then
     attach_requested
@@ -756,7 +947,7 @@ restore_guest() {
     # Destroyed, or migrated: its chain record (cluster-wide) stays for the node
     # it lives on now, whose --uninstall gives it back.
     say "$label $vmid no longer exists on this node; nothing to restore"
-    rm -f "$file"
+    change rm -f "$file"
     return 0
   elif [[ $G_HOOK != "$VOLID" ]]; then
     say "$label $vmid no longer uses $VOLID (hookscript: ${G_HOOK:-none}); left as it is"
@@ -765,16 +956,16 @@ restore_guest() {
       warn "$label $vmid: could not restore its hookscript $prev ($SET_ERR); it keeps phoenix-hook"
       return 1
     fi
-    say "$label $vmid: hookscript $prev restored"
+    done_say "$label $vmid: hookscript $prev restored"
   else
     if ! guest_set "$tool" "$vmid" --delete hookscript; then
       warn "$label $vmid: could not remove its hookscript ($SET_ERR); it keeps phoenix-hook"
       return 1
     fi
-    say "$label $vmid: hookscript removed (it had none before)"
+    done_say "$label $vmid: hookscript removed (it had none before)"
   fi
-  rm -f "$file"
-  [[ $G_HOOK != "$VOLID" || -z $prev ]] || rm -f "$CHAIN_DIR/$vmid.json"
+  change rm -f "$file"
+  [[ $G_HOOK != "$VOLID" || -z $prev ]] || change rm -f "$CHAIN_DIR/$vmid.json"
 }
 
 # Guests that carry our volid without a record (attached by hand, cloned from
@@ -796,14 +987,14 @@ detach_unrecorded() {
       if [[ -n $prev ]]; then
         # Migrated here from the node that chained it: give it back its hookscript.
         if guest_set "$tool" "$vmid" --hookscript "$prev"; then
-          rm -f "$CHAIN_DIR/$vmid.json"
-          say "$label $vmid: hookscript $prev restored (chained on another node)"
+          change rm -f "$CHAIN_DIR/$vmid.json"
+          done_say "$label $vmid: hookscript $prev restored (chained on another node)"
         else
           warn "$label $vmid: could not restore its hookscript $prev ($SET_ERR); it keeps phoenix-hook"
           FAILED=1
         fi
       elif guest_set "$tool" "$vmid" --delete hookscript; then
-        say "$label $vmid used $VOLID without a record (a clone?); hookscript removed"
+        done_say "$label $vmid used $VOLID without a record (a clone?); hookscript removed"
       else
         warn "$label $vmid: could not remove its hookscript $VOLID ($SET_ERR); it keeps phoenix-hook"
         FAILED=1
@@ -829,17 +1020,16 @@ remove_snippet() {
   fi
   refs=$(volid_refs "$VOLID")
   ((shared)) || refs=$(printf '%s\n' "$refs" | awk -v n="$NODE" 'NF && $1 == n')
-  users=$(printf '%s\n' "$refs" | awk 'NF && ($4 == "-" || $4 == "PENDING")' | sort -u -k1,1 -k3,3n | guest_list)
+  # This node's guests were all detached above (or nothing gets here); those of
+  # other nodes use this very file only when the storage is shared.
+  users=$(printf '%s\n' "$refs" | awk -v n="$NODE" 'NF && $1 != n && ($4 == "-" || $4 == "PENDING")' |
+    sort -u -k1,1 -k3,3n | guest_list)
   if [[ -n $users ]]; then
-    if ((shared)); then
-      say "kept the hookscript $snippet: storage '$STORAGE' is shared and guests of other nodes still use it: $users (run install.sh --uninstall on those nodes; the last one removes it)"
-    else
-      say "kept the hookscript $snippet: guests still use it: $users"
-    fi
+    say "kept the hookscript $snippet: storage '$STORAGE' is shared and guests of other nodes still use it: $users (run install.sh --uninstall on those nodes; the last one removes it)"
     return 0
   fi
-  rm -f "$snippet"
-  say "removed the hookscript $snippet"
+  change rm -f "$snippet"
+  done_say "removed the hookscript $snippet"
   snaps=$(printf '%s\n' "$refs" | awk 'NF && $4 != "-" && $4 != "PENDING"' | sort -u -k1,1 -k3,3n -k4,4 |
     awk '{ key = $1 " " $2 " " $3; if (key != last) { if (NR > 1) print line; line = key " " $4; last = key } else line = line "," $4 }
          END { if (NR) print line }')
@@ -852,7 +1042,7 @@ remove_snippet() {
 }
 
 do_uninstall() {
-  local f vmid snippet link recorded
+  local f vmid snippet link recorded rule
   recorded=$(read_kv "$STATE/install" storage)
   if [[ -n $recorded ]]; then STORAGE=$recorded; VOLID=$STORAGE:snippets/$SNIPPET_NAME; fi
   recorded=$(read_kv "$STATE/install" prefix); [[ -z $recorded ]] || PREFIX=$recorded
@@ -872,6 +1062,7 @@ do_uninstall() {
     die "$EXIT_FAILED" "some guests still use $VOLID; kept the snippet, the venv and the state (fix the cause, e.g. a lock, and rerun --uninstall)"
   fi
 
+  remove_watch
   snippet=$(read_kv "$STATE/install" snippet)
   [[ -n $snippet ]] || snippet=$(pvesm path "$VOLID" 2>/dev/null) || snippet=''
   if [[ -n $snippet && -f $snippet ]]; then
@@ -881,17 +1072,26 @@ do_uninstall() {
   if [[ $(read_kv "$STATE/install" mode) != package ]]; then
     link=$BINDIR/phoenix-hook
     if [[ -L $link && $(readlink "$link") == "$VENV/"* ]]; then
-      rm -f "$link"
-      say "removed $link"
+      change rm -f "$link"
+      done_say "removed $link"
     fi
     if [[ -d $VENV ]]; then
-      rm -rf "$VENV"
-      say "removed $VENV"
+      change rm -rf "$VENV"
+      done_say "removed $VENV"
     fi
-    rmdir "$PREFIX" 2>/dev/null || true
   fi
-  rm -rf "$STATE" "$OLD_CHAIN_DIR"
-  rmdir "$CHAIN_DIR" "$(dirname "$CHAIN_DIR")" 2>/dev/null || true   # records of other nodes' guests stay
+  rule=$(read_kv "$STATE/install" logrotate)
+  if [[ -n $rule && -f $rule ]]; then
+    change rm -f "$rule"
+    done_say "removed the logrotate rule $rule"
+  fi
+  change rm -rf "$STATE" "$OLD_CHAIN_DIR"
+  if ((DRY_RUN)); then
+    say "dry run: would remove $PREFIX and $CHAIN_DIR if they are empty"
+  else
+    rmdir "$PREFIX" 2>/dev/null || true
+    rmdir "$CHAIN_DIR" "$(dirname "$CHAIN_DIR")" 2>/dev/null || true   # records of other nodes' guests stay
+  fi
   if package_installed; then
     say "the phoenix-hook package stays installed; remove it with: apt remove phoenix-hook"
   fi

@@ -13,7 +13,9 @@ Contents: /usr/bin/phoenix-hook, the package in Debian's dist-packages, the
 hookscript (`#!/usr/bin/python3 -I`) and install.sh under
 /usr/share/phoenix-hook, the default settings as a conffile, a man page and
 a bash completion generated from the argparse parser, and, when the
-checkout has them, systemd/*.service|*.timer and templates/*.hbs.
+checkout has them, the logrotate rule (a conffile), systemd/*.service|*.timer
+(ExecStart pointing at /usr/bin/phoenix-hook; not enabled) and the watch's
+notification templates.
 """
 from __future__ import annotations
 
@@ -182,10 +184,16 @@ def _assemble(t: Tree, out_dir: Path, epoch: int, version: str, top: str, target
     conf = REPO / "conf" / "phoenix-hook.conf"
     t.copy(conf, "etc/phoenix-hook/phoenix-hook.conf")
     t.copy(conf, f"{SHARE}/conf/phoenix-hook.conf")   # install.sh's copy, beside it as in a checkout
+    logrotate = REPO / "contrib" / "logrotate" / "phoenix-hook"
+    if logrotate.is_file():
+        t.copy(logrotate, "etc/logrotate.d/phoenix-hook")
     for unit in sorted((REPO / "systemd").glob("*.service")) + sorted((REPO / "systemd").glob("*.timer")):
-        t.copy(unit, f"lib/systemd/system/{unit.name}")
-    for tpl in sorted((REPO / "templates").glob("*.hbs")):
-        t.copy(tpl, f"{SHARE}/templates/{tpl.name}")
+        # Installed, not enabled (install.sh --watch enables it); the command is the package's.
+        text = re.sub(r"^ExecStart=\S*phoenix-hook\b", "ExecStart=/usr/bin/phoenix-hook", unit.read_text(), flags=re.M)
+        t.write(f"lib/systemd/system/{unit.name}", text)
+    for tpl in sorted((REPO / "phoenix_hook" / "watch" / "templates").glob("*.hbs")) + sorted(
+            (REPO / "templates").glob("*.hbs")):
+        t.copy(tpl, f"{SHARE}/templates/{tpl.name}")    # install.sh --watch copies them for PVE
 
     man, completion = generated_docs(target, version, epoch)
     t.gzip("usr/share/man/man1/phoenix-hook.1.gz", man)
@@ -204,7 +212,8 @@ def _assemble(t: Tree, out_dir: Path, epoch: int, version: str, top: str, target
                .replace("@MAINTAINER@", maintainer).replace("@INSTALLED_SIZE@", str(installed_size(root))))
     t.write("DEBIAN/control", control)
     t.write("DEBIAN/md5sums", "".join(md5))
-    t.write("DEBIAN/conffiles", "/etc/phoenix-hook/phoenix-hook.conf\n")
+    conffiles = sorted("/" + p.relative_to(root).as_posix() for p in (root / "etc").rglob("*") if p.is_file())
+    t.write("DEBIAN/conffiles", "".join(f"{c}\n" for c in conffiles))
     for script in ("postinst", "prerm", "postrm"):
         t.copy(DEB / script, f"DEBIAN/{script}", 0o755)
 

@@ -53,6 +53,8 @@ def main(argv=None, environ=None, watchdog: bool = True) -> int:
         say(f"{P} usage: phoenix-hook.py <vmid> <phase> (Proxmox VE calls it this way)")
         return 2
     vmid, phase = int(argv[0]), argv[1]
+    if phase == "post-start":
+        post_start(vmid, environ)
     if phase != "pre-start":
         return run_chained(vmid, phase, environ)
     if environ.get("PVE_MIGRATED_FROM"):
@@ -275,13 +277,14 @@ def _decide(vmid, settings, mode, timeout, t0, record, claimed) -> int:
             say(line)
         _log(settings, record, verdict, "warned", 0, t0)
         return 0
-    for line in task_log_lines(g):
+    # A NIC that could not be checked is said once, in the loud line below
+    # (which names the bridge / the step), not also on a line of its own.
+    for line in task_log_lines(g, errors=verdict != "error"):
         say(line)
     if verdict == "error":
-        # The per-NIC lines above say what failed; the verdict line repeats it,
-        # so the one loud line an admin reads names the bridge / the step.
         why = "; ".join(dict.fromkeys(([g.error] if g.error else []) +       # a NIC's two addresses
-                                      [f"{n.nic}: {n.note}" for n in g.nics if n.verdict == "error"]))
+                                      [f"{n.nic}{' ' + n.ip if n.ip else ''}: {n.note}"
+                                       for n in g.nics if n.verdict == "error"]))
         return _could_not_check(vmid, settings, record, t0, why or None, label=g.label, shown=True)
     _log(settings, record, verdict, "allowed", 0, t0)
     return 0
@@ -360,6 +363,63 @@ def _log(settings, record, verdict, action, code, t0) -> None:
             os.close(fd)
     except OSError as exc:
         say(f"{P} note: cannot write the decision log {settings.log_file}: {exc.strerror}")
+
+
+def post_start(vmid: int, environ) -> None:
+    """Announce the guest's static addresses to the LAN (watch/announce.py), detached.
+
+    PVE reads the hook's stdout and stderr to the end before the start task
+    goes on, so the process that spends ~2 s announcing must hold neither:
+    it is forked twice into its own session with stdin, stdout and stderr on
+    /dev/null and every other descriptor closed, and this one returns at once.
+    `announce = false` in the settings turns it off.
+    """
+    import time
+
+    t0 = time.monotonic()
+    settings = _settings(environ)[0]    # a mistake in the file: pre-start said so already
+    if not settings.announce:
+        return
+    from phoenix_hook.pve.files import FileSource, SourceError
+    from phoenix_hook.watch.announce import static_addresses
+    try:
+        guest = FileSource(settings.pve_root, settings.node).guest(vmid)
+    except SourceError:
+        return
+    ignored = settings.ignored if settings.ignore else (lambda ip: False)
+    addresses = [ip for bridge, ip in static_addresses(guest, ignored)
+                 if os.path.isdir(os.path.join("/sys/class/net", bridge))]
+    if not addresses:
+        return
+    say(f"{P} {guest.label}: announcing {', '.join(addresses)} to the LAN (in the background)")
+    sys.stderr.flush()
+    try:
+        child = os.fork()
+    except OSError as exc:              # no process to spare: the start goes on unannounced
+        say(f"{P} {guest.label}: not announced: cannot start a process ({exc.strerror})")
+        return
+    if child:
+        os.waitpid(child, 0)            # the first child exits at once
+        return
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        import signal
+        signal.alarm(30)                # never outlive a stuck send
+        from phoenix_hook.watch import announce
+        try:
+            announce.run(vmid, settings)
+        except Exception as exc:        # nobody reads our output now: the decision log says it
+            _log(settings, {"vmid": vmid, "phase": "post-start", "node": settings.node,
+                            "error": f"announcing failed: {type(exc).__name__}: {exc}"},
+                 "error", "announce", 0, t0)
+    finally:
+        os._exit(0)
 
 
 def run_chained(vmid: int, phase: str, environ) -> int:

@@ -27,9 +27,10 @@ MODES = ("enforce", "warn", "off")
 ON_ERROR = ("allow", "refuse")
 RFC5227 = "rfc5227"
 KNOWN_KEYS = {"mode", "probe_timeout_ms", "deadline_s", "on_error", "pve_root", "node",
-              "log_file", "ignore", "dhcp_ranges", "run_dir", "dhcp_leases"}
+              "log_file", "ignore", "dhcp_ranges", "run_dir", "dhcp_leases", "announce"}
 GUEST_KEYS = {"mode", "probe_timeout_ms"}
 API_SECTION = "api"
+WATCH_SECTION = "watch"
 
 
 from phoenix_hook.errors import SettingsError  # noqa: E402,F401 (re-exported)
@@ -52,6 +53,8 @@ class Settings:
     path: str | None = None                  # the file these came from, None if defaults
     sections: dict = field(default_factory=dict)  # other sections, raw, for later commands
     api: dict = field(default_factory=dict)  # [api], raw strings (pveapi.check_api); {} when absent
+    announce: bool = True                    # post-start: RFC 5227 2.3 announcements / unsolicited NAs
+    watch: "WatchSettings" = field(default_factory=lambda: WatchSettings())   # [watch]
 
     def for_guest(self, vmid: int) -> tuple[str, int | str]:
         """(mode, probe_timeout_ms) for one guest: [guest:VMID] overrides the defaults."""
@@ -193,9 +196,11 @@ def parse(text: str, path: str = "<settings>", problems: list | None = None) -> 
             guests[int(vmid)] = o
         elif name == API_SECTION:
             sections[name] = dict(cp[name].items())
+        elif name == WATCH_SECTION:
+            kw["watch"] = _watch(path, cp[name], mistake)
         else:
             mistake(f"{path}: unknown section [{name}]; sections are [{SECTION}], "
-                    f"[guest:VMID] and [{API_SECTION}]", "ignored")
+                    f"[guest:VMID], [{API_SECTION}] and [{WATCH_SECTION}]", "ignored")
     if API_SECTION in sections:
         # Raw: [api] is checked where the API is used (pveapi.check_api), so a
         # bad value there never touches the hookscript, which reads files only.
@@ -293,7 +298,17 @@ def _value(path, section, key, value):
             if not x.startswith("/"):
                 raise _bad(path, section, key, x, "absolute paths of lease files, comma-separated")
         return files
+    if key == "announce":
+        return _bool(path, section, key, v)
     return v
+
+
+def _bool(path, section, key, v) -> bool:
+    if v.lower() in ("true", "yes", "on", "1"):
+        return True
+    if v.lower() in ("false", "no", "off", "0"):
+        return False
+    raise _bad(path, section, key, v, "true or false")
 
 
 def _ranges(path, section, key, v):
@@ -310,3 +325,86 @@ def _ranges(path, section, key, v):
             raise _bad(path, section, key, item, "ranges like 10.0.0.100-10.0.0.199, comma-separated") from None
         out.append((str(a), str(b)))
     return tuple(out)
+
+
+# -- [watch]: `phoenix-hook watch` (README "After the start: phoenix-hook watch") ------------------------------
+NOTIFY = ("auto", "pve", "off")
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    log_file: str = "/var/log/phoenix-hook/watch.jsonl"   # one JSON line per event
+    reload_s: float = 10.0            # re-read changed guest configs this often (and on SIGHUP)
+    verify_s: float = 60.0            # re-probe a conflicting MAC this often; silent: resolved
+    alert_interval_s: float = 3600.0  # one alert per (address, MAC) in this long
+    max_alerts_per_minute: int = 10   # in all; one summary line for the rest
+    notify: str = "auto"              # PVE notifications: auto | pve | off
+    webhook_url: str = ""             # JSON POST of each event; "" = off
+    webhook_timeout_s: float = 5.0
+    metrics_file: str = ""            # Prometheus textfile; "" = off
+    ignore_macs: tuple[str, ...] = () # MACs never reported (VRRP, proxy ARP, bonding)
+
+
+WATCH_KEYS = {"log_file", "reload_s", "verify_s", "alert_interval_s", "max_alerts_per_minute", "notify",
+              "webhook_url", "webhook_timeout_s", "metrics_file", "ignore_macs"}
+# (low, high) for the numeric keys
+_WATCH_RANGES = {"reload_s": (1, 3600), "verify_s": (1, 86400), "alert_interval_s": (0, 7 * 86400),
+                 "webhook_timeout_s": (0.5, 60)}
+
+
+def _watch(path, sec, mistake) -> WatchSettings:
+    """[watch]; each mistake goes to mistake(msg, instead) (raises for the commands), keeping
+    that key's default: the hookscript reads this file too and must never stop for it."""
+    kw: dict = {}
+    for key, raw in sec.items():
+        if key not in WATCH_KEYS:
+            mistake(f"{path}: unknown key '{key}' in [{WATCH_SECTION}]; "
+                    f"known keys: {', '.join(sorted(WATCH_KEYS))}", "ignored")
+            continue
+        try:
+            kw[key] = _watch_value(path, key, raw.strip())
+        except SettingsError as exc:
+            mistake(str(exc), f"using the default ({getattr(WatchSettings, key)!r})")
+    return WatchSettings(**kw)
+
+
+def _watch_value(path, key, v):
+    where = WATCH_SECTION
+    if key in _WATCH_RANGES:
+        lo, hi = _WATCH_RANGES[key]
+        try:
+            f = float(v)
+        except ValueError:
+            f = float("nan")
+        if not lo <= f <= hi:
+            raise _bad(path, where, key, v, f"seconds from {lo:g} to {hi:g}")
+        return f
+    if key == "max_alerts_per_minute":
+        if not (v.isascii() and v.isdigit()) or not 1 <= int(v) <= 10000:
+            raise _bad(path, where, key, v, "a whole number from 1 to 10000")
+        return int(v)
+    if key == "notify":
+        if v not in NOTIFY:
+            raise _bad(path, where, key, v, " | ".join(NOTIFY))
+        return v
+    if key in ("log_file", "metrics_file"):
+        if key == "metrics_file" and not v:
+            return ""
+        if not v.startswith("/") or v.endswith("/"):
+            raise _bad(path, where, key, v, "an absolute file path" +
+                       (" (empty: no metrics)" if key == "metrics_file" else ""))
+        return v
+    if key == "webhook_url":
+        if v and (not v.lower().startswith(("http://", "https://")) or any(c.isspace() for c in v)
+                  or not v.split("://", 1)[1].split("/", 1)[0]):
+            raise _bad(path, where, key, v, "an http:// or https:// URL (empty: no webhook)")
+        return v
+    # ignore_macs
+    macs = []
+    for x in (x for x in v.replace(",", " ").split() if x):
+        m = x.lower().replace("-", ":")
+        parts = m.split(":")
+        if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
+            raise _bad(path, where, key, x, "MAC addresses like 00:00:5e:00:01:0a, comma-separated")
+        macs.append(m)
+    return tuple(macs)

@@ -166,10 +166,11 @@ def test_contents(deb, control):
     units = sorted(p.name for p in (REPO / "systemd").glob("*.service")) if (REPO / "systemd").is_dir() else []
     assert sorted(p.rsplit("/", 1)[1] for p in files if p.startswith("lib/systemd/system/")
                   and p.endswith(".service")) == units
-    templates = sorted(p.name for p in (REPO / "templates").glob("*.hbs")) if (REPO / "templates").is_dir() else []
+    templates = sorted(p.name for p in (REPO / "phoenix_hook" / "watch" / "templates").glob("*.hbs"))
     assert sorted(p.rsplit("/", 1)[1] for p in files if p.startswith("usr/share/phoenix-hook/templates/")
                   and p.endswith(".hbs")) == templates
-    assert (control / "conffiles").read_text() == "/etc/phoenix-hook/phoenix-hook.conf\n"
+    conffiles = ["/etc/logrotate.d/phoenix-hook"] if (REPO / "contrib" / "logrotate" / "phoenix-hook").is_file() else []
+    assert (control / "conffiles").read_text().splitlines() == conffiles + ["/etc/phoenix-hook/phoenix-hook.conf"]
     for script in ("postinst", "prerm", "postrm"):
         assert os.access(control / script, os.X_OK), script
 
@@ -181,6 +182,14 @@ def test_installed_files_match_the_checkout(root):
     source = (REPO / "hookscripts/phoenix-hook.py").read_text().splitlines(keepends=True)
     assert hook[0] == "#!/usr/bin/python3 -I\n" and hook[1:] == source[1:]
     assert (root / "usr/bin/phoenix-hook").read_text().startswith("#!/usr/bin/python3 -I\n")
+    for unit in (REPO / "systemd").glob("*.service"):
+        packaged = (root / "lib/systemd/system" / unit.name).read_text().splitlines()
+        assert "ExecStart=/usr/bin/phoenix-hook watch" in packaged
+        assert [x for x in packaged if not x.startswith("ExecStart=")] == \
+               [x for x in unit.read_text().splitlines() if not x.startswith("ExecStart=")]
+    rule = REPO / "contrib" / "logrotate" / "phoenix-hook"
+    if rule.is_file():
+        assert (root / "etc/logrotate.d/phoenix-hook").read_bytes() == rule.read_bytes()
 
 
 def test_md5sums_cover_every_file_but_the_conffile(root, control):
@@ -189,7 +198,9 @@ def test_md5sums_cover_every_file_but_the_conffile(root, control):
         digest, name = line.split("  ", 1)
         listed[name] = digest
     files = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
-    assert set(listed) == files - {"etc/phoenix-hook/phoenix-hook.conf"}
+    conffiles = {c.lstrip("/") for c in (control / "conffiles").read_text().splitlines()}
+    assert "etc/phoenix-hook/phoenix-hook.conf" in conffiles
+    assert set(listed) == files - conffiles
     assert all(hashlib.md5((root / n).read_bytes()).hexdigest() == d for n, d in listed.items())
 
 

@@ -37,9 +37,28 @@ def test_demo_refuses_the_squatted_container_and_starts_the_clean_one():
     assert "CT 950 net0 10.0.0.150 is free on vmbr0" in out
     assert "CT 951 net0 10.0.0.151 is in use by 16:0d:a0:c0:b9:1b" in out
     assert "start refused" in out
-    assert "CT 951: verdict=conflict action=refused" in out
-    assert "CT 950: verdict=clear action=allowed" in out
+    log = out[out.index("$ phoenix-hook log"):].splitlines()
+    assert any(x.split()[2:6] == ["CT", "950", "clear", "allowed"] for x in log), out
+    assert any(x.split()[2:6] == ["CT", "951", "conflict", "refused"] and "answered by 16:0d:a0:c0:b9:1b" in x
+               for x in log), out
     assert _namespaces(_lab_prefix(out)) == set()
+
+
+def test_demo_tells_the_story_in_order():
+    """The plan is explained before it is used; the squatted container was refused (it never
+    started); the task-log line is PVE's as the README shows it; it ends with next steps."""
+    p = _demo()
+    out = p.communicate(timeout=60)[0]
+    assert p.returncode == 0, out
+    assert out.index("a JSON file") < out.index("the address of CT 951")
+    assert "CT 910" not in out                                  # only what matters to the story
+    assert "CT 951 was refused: it never started" in out and "stopped" not in out
+    readme = open(os.path.join(REPO, "README.md")).read()
+    task_error = next(x.strip() for x in out.splitlines() if x.strip().startswith("TASK ERROR:"))
+    assert task_error in readme, task_error
+    tail = out[out.index("Next steps"):]
+    for step in ("sudo ./install.sh --attach all", "phoenix-hook check 951", "phoenix-hook log"):
+        assert step in tail
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -49,7 +68,7 @@ def test_demo_removes_its_lab_when_interrupted(sig):
     for line in p.stdout:           # interrupt once the lab is built and a hook runs
         seen.append(line)
         if "pct start 950" in line:
-            assert len(_namespaces(_lab_prefix("".join(seen)))) >= 4
+            assert len(_namespaces(_lab_prefix("".join(seen)))) >= 3      # pve, gw, rogue
             p.send_signal(sig)
             break
     out = "".join(seen) + p.communicate(timeout=30)[0]

@@ -26,7 +26,11 @@ KIND_DIR = {"lxc": "lxc", "qemu": "qemu-server"}
 ME = "phoenix-hook install: "
 STAND_IN_HOOK = "#!/usr/bin/env python3\nimport sys\nfrom phoenix_hook.hook import main\nsys.exit(main())\n"
 SETTING_KEYS = ("mode", "probe_timeout_ms", "deadline_s", "on_error", "pve_root",
-                "node", "log_file", "ignore", "dhcp_ranges", "dhcp_leases", "run_dir")
+                "node", "log_file", "ignore", "dhcp_ranges", "dhcp_leases", "run_dir", "announce")
+WATCH_KEYS = ("log_file", "reload_s", "verify_s", "alert_interval_s", "max_alerts_per_minute", "notify",
+              "webhook_url", "webhook_timeout_s", "metrics_file", "ignore_macs")
+UNIT = "phoenix-hook-watch.service"
+TEMPLATES = ("phoenix-hook-conflict-subject.txt.hbs", "phoenix-hook-conflict-body.txt.hbs")
 
 
 def _wrapper(path, *argv):
@@ -56,7 +60,7 @@ class Node:
             self._write_storage({"local": {"type": "dir", "content": content, "path": str(self.storage)}})
         self.bin = tmp / "bin"
         self.bin.mkdir()
-        for tool in ("pct", "qm", "pvesm", "pvesh", "mountpoint"):
+        for tool in ("pct", "qm", "pvesm", "pvesh", "mountpoint", "systemctl"):
             _wrapper(self.bin / tool, sys.executable, FAKES / "fake_pve.py", self.pve, tool)
         self.python = tmp / "python-for-venv"
         # "$0" lets the fake know where it lives (the venv's bin after `-m venv`).
@@ -71,12 +75,24 @@ class Node:
         src = REPO / "hookscripts" / "phoenix-hook.py"
         (self.repo / "hookscripts" / "phoenix-hook.py").write_text(
             src.read_text() if src.exists() else STAND_IN_HOOK)
+        shutil.copytree(REPO / "systemd", self.repo / "systemd")
+        shutil.copytree(REPO / "phoenix_hook" / "watch" / "templates",
+                        self.repo / "phoenix_hook" / "watch" / "templates")
+        self.systemd = tmp / "etc" / "systemd" / "system"
+        self.templates = tmp / "usr-share-pve-manager-templates-default"
         self.prefix = tmp / "opt" / "phoenix-hook"
         self.bindir = tmp / "usr-local-bin"
         self.etc = tmp / "etc" / "phoenix-hook"
         self.etc_pve = self.pve                         # pmxcfs: configs and the cluster-wide chain records
         self.chain = self.etc_pve / "phoenix-hook" / "chain"
         self.snippet = self.storage / "snippets" / "phoenix-hook.py"
+        self.logrotate = tmp / "logrotate.d"           # never the machine's /etc/logrotate.d
+        self.pkg_unit = tmp / "lib-systemd-system" / "phoenix-hook-watch.service"   # the package's
+        self.logrotate.mkdir()
+        rule = REPO / "contrib" / "logrotate" / "phoenix-hook"
+        if rule.exists():
+            (self.repo / "contrib" / "logrotate").mkdir(parents=True)
+            shutil.copy2(rule, self.repo / "contrib" / "logrotate" / "phoenix-hook")
 
     # --- the fake node's state -------------------------------------------
     def _write_storage(self, data):
@@ -165,9 +181,13 @@ class Node:
             "PHOENIX_PREFIX": str(self.prefix),
             "PHOENIX_BINDIR": str(self.bindir),
             "PHOENIX_ETC": str(self.etc),
+            "PHOENIX_LOGROTATE_DIR": str(self.logrotate),
             "PHOENIX_PYTHON": str(self.python),
             "PHOENIX_PVE_ROOT": str(self.pve),
             "PHOENIX_NODE": self.name,
+            "PHOENIX_SYSTEMD_DIR": str(self.systemd),
+            "PHOENIX_PKG_UNIT": str(self.pkg_unit),
+            "PHOENIX_PVE_TEMPLATES": str(self.templates),
         }
         env.update(extra)
         return env
@@ -247,6 +267,15 @@ def test_default_settings_file_has_every_key_commented_out(node):
         assert any(l.startswith(f"#{key} =") for l in lines), key
     assert "#mode = enforce" in lines and "#probe_timeout_ms = 1000" in lines
     assert "#[guest:951]" in lines
+    watch = lines[lines.index("#[watch]"):]
+    for key in WATCH_KEYS:
+        assert any(l.startswith(f"#{key} =") for l in watch), key
+    # Uncommented, the file is valid settings with the documented defaults.
+    from phoenix_hook.settings import Settings, parse
+    head = lines[:lines.index("#[api]")]           # [phoenix-hook] and [watch]
+    s = parse("\n".join(l[1:] if l.startswith("#") and (" = " in l or l.startswith("#[")) else l
+                         for l in head), "default.conf")
+    assert s.watch == Settings().watch and s.announce is True
     assert node.changes() == []
 
 
@@ -454,6 +483,7 @@ def test_not_root(node):
 @pytest.mark.parametrize("args", [
     ["--attach"], ["--attach", "abc"], ["--attach", "all", "101"], ["--bogus"],
     ["--chain"], ["--uninstall", "--attach", "101"], ["--storage"], ["--storage", "a b"],
+    ["--uninstall", "--watch"],
 ])
 def test_bad_usage(node, args):
     r = node.run(*args)
@@ -464,7 +494,7 @@ def test_bad_usage(node, args):
 
 def test_help_documents_options_and_exit_codes(node):
     r = ok(node.run("--help"))
-    for word in ("--storage", "--attach", "--vms", "--chain", "--uninstall", "Exit codes"):
+    for word in ("--storage", "--attach", "--vms", "--chain", "--watch", "--uninstall", "Exit codes"):
         assert word in r.stdout
     for code in range(6):
         assert any(line.strip().startswith(f"{code}  ") for line in r.stdout.splitlines()), code
@@ -529,10 +559,15 @@ PKG_SHEBANG = "#!/usr/bin/python3 -I\n"
 
 
 def package_share(node, status="installed"):
-    """A stand-in for /usr/share/phoenix-hook, and dpkg-query answering `status` for phoenix-hook."""
+    """A stand-in for /usr/share/phoenix-hook (and the package's watch unit, PHOENIX_PKG_UNIT in
+    node.env), and dpkg-query answering `status` for phoenix-hook."""
     share = node.tmp / "usr-share-phoenix-hook"
     (share / "hookscripts").mkdir(parents=True, exist_ok=True)
     (share / "conf").mkdir(exist_ok=True)
+    shutil.copytree(REPO / "phoenix_hook" / "watch" / "templates", share / "templates", dirs_exist_ok=True)
+    node.pkg_unit.parent.mkdir(parents=True, exist_ok=True)
+    node.pkg_unit.write_text((REPO / "systemd" / UNIT).read_text().replace(
+        "ExecStart=/usr/local/bin/phoenix-hook", "ExecStart=/usr/bin/phoenix-hook"))
     body = (REPO / "hookscripts" / "phoenix-hook.py").read_text().split("\n", 1)[1]
     hook = share / "hookscripts" / "phoenix-hook.py"
     hook.write_text(PKG_SHEBANG + body)
@@ -880,3 +915,240 @@ def test_attach_on_shared_storage_does_not_warn(node):
     node.add_guest(201, node="pve2")
     r = ok(node.run("--storage", "nfs1", "--attach", "101"))
     assert "is not shared" not in r.stderr
+
+
+# --- the logrotate rule ----------------------------------------------------------
+def test_logrotate_rule_installed_kept_and_removed(node):
+    rule = node.logrotate / "phoenix-hook"
+    r = ok(node.run())
+    assert rule.read_text() == (REPO / "contrib" / "logrotate" / "phoenix-hook").read_text()
+    assert ME + f"wrote the logrotate rule {rule}" in r.stdout.splitlines()
+    ok(node.run("--uninstall"))
+    assert not rule.exists()
+    rule.write_text("/srv/log/decisions.jsonl { daily }\n")      # the admin's own: kept, never removed
+    r = ok(node.run())
+    assert rule.read_text() == "/srv/log/decisions.jsonl { daily }\n"
+    assert ME + f"kept the existing logrotate rule {rule}" in r.stdout.splitlines()
+    ok(node.run("--uninstall"))
+    assert rule.exists()
+
+
+# --- --dry-run -------------------------------------------------------------------
+def _tree(root):
+    """Every file, link and directory under root with what it holds: the node's state."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.name == "calls.log":
+            continue
+        if p.is_symlink():
+            out[p] = ("link", os.readlink(p))
+        elif p.is_file():
+            out[p] = ("file", p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+        else:
+            out[p] = ("dir",)
+    return out
+
+
+def _changing_calls(node):
+    """Calls that would change the node: pct/qm/pvesm set, and creating a venv or pip-installing."""
+    return node.changes() + [c for c in node.calls() if c[0] == "python" and
+                             (c[2:4] == ["-m", "venv"] or c[2:5] == ["-m", "pip", "install"])]
+
+
+def test_dry_run_of_a_fresh_install_prints_every_action_and_changes_nothing(tmp_path):
+    node = Node(tmp_path, content="vztmpl,iso")         # snippets must be enabled: a storage change
+    node.add_snippet("backup.sh")
+    node.add_guest(101)
+    node.add_guest(105, hookscript="local:snippets/backup.sh")
+    node.add_guest(200, kind="qemu")
+    before = _tree(tmp_path)
+    r = ok(node.run("--attach", "all", "--vms", "--chain", "--dry-run"))
+    assert _changing_calls(node) == []
+    assert _tree(tmp_path) == before                   # no file written, moved or removed
+    out = r.stdout.splitlines()
+    venv = node.prefix / "venv"
+    for action in [f"would run: {node.python} -m venv {venv}",
+                   f"would run: {venv}/bin/python3 -m pip install --disable-pip-version-check --quiet {node.repo}",
+                   f"would run: ln -sfn {venv}/bin/phoenix-hook {node.bindir}/phoenix-hook",
+                   "would run: pvesm set local --content vztmpl,iso,snippets",
+                   f"would write the hookscript {node.snippet}",
+                   f"would write the default settings file {node.etc}/phoenix-hook.conf",
+                   f"would write the logrotate rule {node.logrotate}/phoenix-hook",
+                   f"would write {node.etc}/state/install",
+                   f"would write {node.chain}/105.json: volid local:snippets/backup.sh, path ",
+                   f"would write {node.etc}/state/guests/101: type=ct; attached={VOLID}; previous=",
+                   f"would run: pct set 101 --hookscript {VOLID}",
+                   f"would run: pct set 105 --hookscript {VOLID}",
+                   f"would run: qm set 200 --hookscript {VOLID}"]:
+        assert sum(action in line for line in out) == 1, (action, r.stdout)
+    assert out[-1] == ME + "dry run: nothing was changed"
+    assert not any("attached" in line and "would" not in line for line in out), r.stdout
+    # the real run does what the dry run said
+    ok(node.run("--attach", "all", "--vms", "--chain"))
+    assert node.changes() == [["pvesm", "set", "local", "--content", "vztmpl,iso,snippets"],
+                              set_hook(101), set_hook(105), set_hook(200, tool="qm")]
+
+
+def test_dry_run_of_uninstall_changes_nothing(node):
+    node.add_snippet("backup.sh")
+    node.add_guest(101)
+    node.add_guest(105, hookscript="local:snippets/backup.sh")
+    ok(node.run("--attach", "101", "105", "--chain"))
+    node.add_guest(106, hookscript=VOLID)              # a clone without a record
+    node.forget_calls()
+    before = _tree(node.tmp)
+    r = ok(node.run("--uninstall", "--dry-run"))
+    assert _changing_calls(node) == []
+    assert _tree(node.tmp) == before
+    out = r.stdout
+    for action in ["would run: pct set 101 --delete hookscript",
+                   "would run: pct set 105 --hookscript local:snippets/backup.sh",
+                   "would run: pct set 106 --delete hookscript",
+                   f"would run: rm -f {node.snippet}", f"would run: rm -rf {node.prefix / 'venv'}",
+                   f"would run: rm -f {node.logrotate / 'phoenix-hook'}"]:
+        assert action in out, (action, out)
+    assert "hookscript removed" not in out and "removed the hookscript" not in out
+
+
+def test_dry_run_keeps_the_exit_code_of_the_real_run(node):
+    node.add_snippet("backup.sh")
+    node.add_guest(105, hookscript="local:snippets/backup.sh")
+    r = ok(node.run("--attach", "105", "--dry-run"), code=5)
+    assert _changing_calls(node) == [] and not node.prefix.exists() and not node.etc.exists()
+    assert r.stdout.splitlines()[-1] == ME + "dry run: nothing was changed"
+
+
+# --- the watch service (--watch) ---------------------------------------------------------
+def systemctl_calls(node):
+    return [c[1:] for c in node.calls() if c[0] == "systemctl"]
+
+
+def test_without_watch_systemd_is_never_touched(node):
+    node.add_guest(101)
+    ok(node.run("--attach", "101"))
+    ok(node.run("--uninstall"))
+    assert systemctl_calls(node) == []
+    assert not node.systemd.exists()
+
+
+def test_watch_installs_enables_and_uninstall_removes_it(node):
+    node.templates.mkdir(parents=True)             # PVE 8.2+: the template directory exists
+    r = ok(node.run("--watch"))
+    unit = node.systemd / UNIT
+    source = (REPO / "systemd" / UNIT).read_text().splitlines()
+    written = unit.read_text().splitlines()
+    # The unit as shipped, with ExecStart pointing at the command this install made.
+    assert [l for l in written if not l.startswith("ExecStart=")] == \
+           [l for l in source if not l.startswith("ExecStart=")]
+    assert f"ExecStart={node.bindir}/phoenix-hook watch" in written
+    for name in TEMPLATES:
+        assert (node.templates / name).read_text() == \
+            (REPO / "phoenix_hook" / "watch" / "templates" / name).read_text()
+    assert systemctl_calls(node) == [["daemon-reload"], ["enable", UNIT], ["restart", UNIT]]
+    assert kv(node.etc / "state" / "install")["watch"] == "1"
+    assert ME + f"watch service {UNIT} enabled and started (journalctl -u {UNIT})" in r.stdout.splitlines()
+
+    node.forget_calls()                            # a rerun without --watch keeps and updates it
+    ok(node.run())
+    assert systemctl_calls(node) == [["daemon-reload"], ["enable", UNIT], ["restart", UNIT]]
+
+    node.forget_calls()
+    r = ok(node.run("--uninstall"))
+    assert systemctl_calls(node) == [["disable", "--now", UNIT], ["daemon-reload"]]
+    assert not unit.exists()
+    assert sorted(p.name for p in node.templates.iterdir()) == []
+    assert ME + f"removed the watch service {unit}" in r.stdout.splitlines()
+
+
+def test_watch_on_pve_81_leaves_the_missing_template_directory_alone(node):
+    r = ok(node.run("--watch"))
+    assert not node.templates.exists()
+    assert any("PVE before 8.2" in line for line in r.stdout.splitlines())
+    assert (node.systemd / UNIT).exists()
+
+
+def test_watch_without_systemd_is_a_clear_failure(node):
+    (node.bin / "systemctl").unlink()
+    tools = node.tmp / "usr-bin-without-systemctl"        # this machine's own systemctl hidden too
+    tools.mkdir()
+    for exe in Path("/usr/bin").iterdir():
+        if exe.name != "systemctl":
+            (tools / exe.name).symlink_to(exe)
+    r = node.run("--watch", PATH=f"{node.bin}:{tools}")
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == ME + "--watch needs systemd ('systemctl' not found)"
+
+
+def test_the_shipped_unit_file():
+    """Type=notify with a watchdog, restarted on failure, after the cluster filesystem and
+    before the onboot guests; journal lines under the phoenix-hook identifier."""
+    import configparser
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    cp.optionxform = str
+    cp.read_string((REPO / "systemd" / UNIT).read_text())
+    unit, service = cp["Unit"], cp["Service"]
+    assert set(unit["Wants"].split()) >= {"network-online.target", "pve-cluster.service"}
+    assert set(unit["After"].split()) >= {"network-online.target", "pve-cluster.service"}
+    assert unit["Before"] == "pve-guests.service"
+    assert (service["Type"], service["Restart"], service["SyslogIdentifier"]) == \
+           ("notify", "on-failure", "phoenix-hook")
+    assert int(service["WatchdogSec"]) > 0
+    assert service["ExecStart"].endswith("phoenix-hook watch")
+    assert cp["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_watch_dry_run_says_it_and_changes_nothing(node):
+    node.templates.mkdir(parents=True)
+    r = ok(node.run("--watch", "--dry-run"))
+    assert systemctl_calls(node) == []
+    assert not node.systemd.exists() and list(node.templates.iterdir()) == []
+    for action in [f"would write the watch service {node.systemd / UNIT}",
+                   f"would write {node.templates / TEMPLATES[0]}",
+                   "would run: systemctl daemon-reload", f"would run: systemctl enable {UNIT}",
+                   f"would run: systemctl restart {UNIT}"]:
+        assert sum(action in line for line in r.stdout.splitlines()) == 1, (action, r.stdout)
+    ok(node.run("--watch"))
+    node.forget_calls()
+    r = ok(node.run("--uninstall", "--dry-run"))
+    assert systemctl_calls(node) == [] and (node.systemd / UNIT).exists()
+    assert f"would run: systemctl disable --now {UNIT}" in r.stdout
+
+
+def test_watch_with_the_package_enables_its_unit_and_keeps_the_file(node):
+    share = package_share(node)
+    node.templates.mkdir(parents=True)
+    ok(node.run("--watch", PHOENIX_PKG_SHARE=str(share)))
+    assert not (node.systemd / UNIT).exists()                 # the package's unit, not a copy
+    assert systemctl_calls(node) == [["daemon-reload"], ["enable", UNIT], ["restart", UNIT]]
+    for name in TEMPLATES:
+        assert (node.templates / name).read_bytes() == (share / "templates" / name).read_bytes()
+    assert "unit" not in kv(node.etc / "state" / "install")
+    assert (node.logrotate / "phoenix-hook").exists() is False  # the package ships the rule
+    node.forget_calls()
+    r = ok(node.run("--uninstall", PHOENIX_PKG_SHARE=str(share)))
+    assert systemctl_calls(node) == [["disable", "--now", UNIT]]
+    assert node.pkg_unit.exists()
+    assert ME + f"stopped and disabled the watch service {UNIT} (the package keeps its unit file)" in r.stdout.splitlines()
+
+
+def test_the_package_replaces_a_venv_installs_watch_unit(node):
+    node.templates.mkdir(parents=True)
+    ok(node.run("--watch"))
+    assert (node.systemd / UNIT).exists()
+    share = package_share(node)
+    node.forget_calls()
+    r = ok(node.run(PHOENIX_PKG_SHARE=str(share)))          # watch=1 kept from the state
+    assert not (node.systemd / UNIT).exists()                 # it would hide the package's unit
+    assert systemctl_calls(node) == [["daemon-reload"], ["enable", UNIT], ["restart", UNIT]]
+    assert kv(node.etc / "state" / "install")["mode"] == "package"
+    assert any(f"removed {node.systemd / UNIT}" in line for line in r.stdout.splitlines())
+
+
+def test_dry_run_with_the_package_changes_nothing(node):
+    share = package_share(node)
+    node.add_guest(101)
+    before = _tree(node.tmp)
+    r = ok(node.run("--attach", "101", "--dry-run", PHOENIX_PKG_SHARE=str(share)))
+    assert _tree(node.tmp) == before and node.changes() == []
+    assert f"would write the hookscript {node.snippet} (local:snippets/phoenix-hook.py): " \
+           f"{share / 'hookscripts' / 'phoenix-hook.py'} as it is" in r.stdout

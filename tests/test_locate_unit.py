@@ -215,3 +215,11 @@ def test_collect_keeps_probing_and_every_mac():
     plain.feed("vmbr0", arp.parse(arp.build_reply("02:00:00:00:01:54", "10.0.0.154", "02:00:00:00:00:01",
                                                   "0.0.0.0")), 0.05)
     assert plain.done(0.06)                          # the hook's check: one conflict ends it
+
+
+@pytest.mark.parametrize("v,lost,code", [(locate.SILENT, 0, 0), (locate.OWNER, 0, 0), (locate.FOREIGN, 0, 1),
+                                         (locate.SILENT, 5, 3), (locate.OWNER, 5, 3), (locate.FOREIGN, 5, 1)])
+def test_lost_frames_are_never_silence(v, lost, code):
+    """Frames the kernel dropped while locate listened may have held another answer: silent or
+    owner-only is then unproven (exit 3); a foreign answer already seen still stands (exit 1)."""
+    assert locate.exit_code(v, lost) == code

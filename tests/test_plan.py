@@ -139,8 +139,10 @@ def test_loads_plan_errors(tmp_path):
         loads_plan(b"\xff\xfe{}", "p.json")
     with pytest.raises(PlanError, match="nested too deeply|cannot be read"):
         loads_plan("[" * 100000 + "]" * 100000, "p.json")
-    with pytest.raises(PlanError, match="cannot read the plan .No such file"):
+    with pytest.raises(PlanError, match="no such plan file; check the path"):
         load_plan(str(tmp_path / "missing.json"))
+    with pytest.raises(PlanError, match="is a directory, not a plan file"):
+        load_plan(str(tmp_path))
     assert loads_plan(b"\xef\xbb\xbf[]", "bom.json") == []       # a BOM is fine
 
 

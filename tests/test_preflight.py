@@ -217,7 +217,10 @@ def test_generic_entry_without_bridge_is_probed_on_vmbr0(tree):
     assert report.exit_code == 0 and g["nics"][0]["verdict"] == "clear" and len(g["notes"]) == 1
     g = phoenix_hook.preflight(plan, settings=settings_for(tree), source=TreeSource(tree),
                                probe=False).to_json()["plan"][0]
-    assert g["nics"][0]["bridge"] == "vmbr0" and "the plan names no bridge" in g["notes"][0]
+    assert g["nics"][0]["bridge"] == "vmbr0"
+    # nothing was probed, so the note must not say "probed on"
+    assert g["notes"] == ["net0: the plan names no bridge: assumed vmbr0, PVE's default bridge "
+                          "(add \"bridge\" to the entry if it is another)"]
 
 
 def test_missing_bridge_is_could_not_check(tree):
@@ -264,10 +267,10 @@ def test_cli_json_shape_and_the_outage(tmp_path, tree, capsys):
     (["PLAN"], '{"something": 1}', "not a plan"),
     (["PLAN"], '[{"vmid": 951, "ip": "10.0.0.151"}]', "has no prefix length"),
     (["PLAN", "999"], None, "guest 999 is not in"),
-    (["PLAN", "95x"], None, "95x: cannot read the plan (No such file or directory)"),
+    (["PLAN", "95x"], None, "95x: no such plan file; check the path"),
     (["PLAN", "99"], None, "'99' is not a guest ID"),
     (["951"], None, "no plan file given"),
-    (["MISSING"], None, "cannot read the plan (No such file or directory)"),
+    (["MISSING"], None, "no such plan file; check the path"),
     (["PLAN", "--timeout-ms", "5"], None, "--timeout-ms 5 is out of range"),
 ])
 def test_cli_user_errors_exit_2_one_line(tmp_path, tree, capsys, args, text, needle):

@@ -143,22 +143,22 @@ def to_json(findings: list[AuditFinding], guests: list[Guest], extra: dict | Non
                        "findings": [f.to_json() for f in findings], **(extra or {})}, indent=2)
 
 
-def table(findings: list[AuditFinding], guests: list[Guest], color: bool = False) -> str:
+def table(findings: list[AuditFinding], guests: list[Guest], color: bool = False,
+          width: int | None = None) -> str:
+    """width: the terminal's columns (wrap to fit); None: one finding per line."""
+    from phoenix_hook.checks.grid import grid, sgr, wrap_lines
     n_nics = sum(len(g.nics) for g in guests)
     summary = f"{len(guests)} guests, {n_nics} NICs"
     if not findings:
         return f"no findings ({summary})"
-    rows = [("KIND", "GUESTS", "ADDRESS", "DETAIL")]
+    rows = []
     for f in findings:
         v = f.vmids
         rows.append((f.kind, ",".join(map(str, v[:4])) + (f",+{len(v) - 4}" if len(v) > 4 else ""),
-                     printable(f.ip or f.mac or "-"), printable(f.detail)))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = []
-    for i, r in enumerate(rows):
-        kind = r[0].ljust(widths[0])
-        if color and i:
-            kind = f"\033[31;1m{kind}\033[0m"
-        lines.append("  ".join([kind, r[1].ljust(widths[1]), r[2].ljust(widths[2]), r[3]]).rstrip())
-    lines.append(f"{len(findings)} finding{'s' if len(findings) != 1 else ''} ({summary})")
+                     printable(f.ip or f.mac or "-"), [printable(f.detail)]))
+
+    def painter(column, text):
+        return sgr("31;1", text) if column == "KIND" else text
+    lines = grid(("KIND", "GUESTS", "ADDRESS", "DETAIL"), rows, width, painter if color else None)
+    lines += wrap_lines([f"{len(findings)} finding{'s' if len(findings) != 1 else ''} ({summary})"], width)
     return "\n".join(lines)

@@ -89,7 +89,8 @@ def plan_nic(guest: Guest, nic: Nic, settings, facts: HostFacts,
     """Decide what to do with one NIC's IPv4 (family 4) or IPv6 (family 6) address:
     a final result now, or a Candidate to probe (ARP, or DAD for IPv6)."""
     if nic.error:
-        return _nic_result(nic, "error", f"{nic.key} of {guest.label}: {nic.error}; {fix_hint(guest, nic)}")
+        # No "net0 of CT 951" here: every place that shows the note names the guest and NIC.
+        return _nic_result(nic, "error", f"{nic.error}; {fix_hint(guest, nic)}")
 
     def result(verdict, note="", conflicts=None):
         return _nic_result(nic, verdict, note, conflicts, family)

@@ -12,6 +12,7 @@ import time
 from phoenix_hook.records import dataclass, field
 
 from phoenix_hook.checks.leasefiles import Lease
+from phoenix_hook.pve.guest import static_addresses
 
 STATIC_IP, GUEST = "STATIC-IP", "GUEST"
 
@@ -43,18 +44,13 @@ def _label(g) -> str:
 def rows(leases, guests) -> list[LeaseRow]:
     """One row per active lease: its owner (the guest whose static address it is, else
     the guest whose MAC took it) and flags STATIC-IP / GUEST. Templates own nothing."""
-    static: dict[str, list] = {}
+    static = static_addresses(guests)
     macs: dict[str, tuple] = {}
     for g in guests:
         if g.template:
             continue
         for n in g.nics:
-            if n.error:
-                continue
-            for a in (n.address, n.address6):
-                if a:
-                    static.setdefault(a, []).append((g, n))
-            if n.hwaddr:
+            if not n.error and n.hwaddr:
                 macs.setdefault(n.hwaddr, (g, n))
     out = []
     for lease in leases:

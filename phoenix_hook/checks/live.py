@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 
 from phoenix_hook.checks.audit import AuditFinding, Where
+from phoenix_hook.pve.guest import static_addresses
 
 
 def _where(g, nic_key) -> Where:
@@ -82,16 +83,7 @@ def drift(guest, ifaces) -> list[AuditFinding]:
 
 def duplicates(guest, ifaces, guests) -> list[AuditFinding]:
     """Live addresses of guest that another guest's config claims (same VLAN)."""
-    configured: dict = {}
-    for g in guests:
-        if g.template or g.vmid == guest.vmid:
-            continue
-        for n in g.nics:
-            if n.error:
-                continue
-            for a in (n.address, n.address6):
-                if a:
-                    configured.setdefault(a, []).append((g, n))
+    configured = static_addresses(guests, skip_vmid=guest.vmid)
     nic_of = {i.name: key for key, i in match(guest, ifaces).items()}
     mine = {n.key: n for n in guest.nics}
     out = []

@@ -197,8 +197,12 @@ def verdict(owner: Owner | None, answers) -> str:
     return OWNER if all(is_owners(owner, a, answers) for a in answers) else FOREIGN
 
 
-def exit_code(v: str) -> int:
-    return 1 if v == FOREIGN else 0
+def exit_code(v: str, lost: int = 0) -> int:
+    """0 owner or silent, 1 foreign; 3 (could not check) when frames were lost and no foreign
+    answer was seen: the lost frames may have held one (issue 8: lost frames are never silence)."""
+    if v == FOREIGN:
+        return 1
+    return 3 if lost else 0
 
 
 def to_json(address: str, owner: Owner | None, answers, v: str, **extra) -> dict:

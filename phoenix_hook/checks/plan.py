@@ -14,8 +14,8 @@ from phoenix_hook.records import dataclass
 
 from phoenix_hook.checks.addressing import address_problems, dhcp_pool
 from phoenix_hook.checks.planread import (  # noqa: F401 (the plan API, re-exported)
-    DEFAULT_BRIDGE, DEFAULT_BRIDGE_NOTE, FIX, MAX_VMID, PlanEntry, PlanError, PlanNote, combine,
-    load_plan, loads_plan, nic_order, parse_plan, read_plan, read_plan_file, reads_plan)
+    DEFAULT_BRIDGE, DEFAULT_BRIDGE_NOTE, DEFAULT_BRIDGE_NOTE_NO_PROBE, FIX, MAX_VMID, PlanEntry, PlanError,
+    PlanNote, combine, load_plan, loads_plan, nic_order, parse_plan, read_plan, read_plan_file, reads_plan)
 from phoenix_hook.pve.guest import Guest
 
 

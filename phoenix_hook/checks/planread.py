@@ -1,6 +1,7 @@
 """Reading an orchestrator's plans: what it is about to create. Pure but for load_plan's file read.
 
-Three shapes are read (README "Preflight"), also several files in one call:
+Three shapes are read (README "Plans: shapes, several files, what is left out"), also
+several files in one call:
 
 1. The phoenix_hypervisor LXC shape (phoenix_lxc_configs.json):
        {"lxc_configs": {"951": {"name": "embed-api",
@@ -55,6 +56,8 @@ FIX = "fix the plan"
 DEFAULT_BRIDGE = "vmbr0"
 DEFAULT_BRIDGE_NOTE = (f"the plan names no bridge: probed on {DEFAULT_BRIDGE}, PVE's default bridge "
                        f"(add \"bridge\" to the entry if it is another)")
+DEFAULT_BRIDGE_NOTE_NO_PROBE = (f"the plan names no bridge: assumed {DEFAULT_BRIDGE}, PVE's default bridge "
+                                f"(add \"bridge\" to the entry if it is another)")
 
 
 class PlanError(ValueError):
@@ -424,7 +427,8 @@ def read_plan(data, origin: str = "plan") -> tuple[list[PlanEntry], list[PlanNot
     else:
         raise PlanError(f"{origin}: not a plan: expected {{\"lxc_configs\": {{CTID: {{...}}}}}}, "
                         f"{{\"vms\": [{{vmid, network_config}}, ...]}} or a list of "
-                        f"{{vmid, nic, bridge, ip, mac, vlan}} entries (README 'Preflight')")
+                        f"{{vmid, nic, bridge, ip, mac, vlan}} entries "
+                        f"(README 'Plans: shapes, several files, what is left out')")
     seen: dict = {}
     for e in entries:
         k = (e.vmid, e.nic)
@@ -481,8 +485,15 @@ def read_plan_file(path: str) -> tuple[list[PlanEntry], list[PlanNote]]:
             return reads_plan(sys.stdin.buffer.read(), "<stdin>")
         with open(path, "rb") as f:
             raw = f.read()
+    except PermissionError:
+        raise PlanError(f"{path}: cannot read the plan: permission denied; make it readable to this "
+                        f"user (ls -l {path}) or run as root") from None
+    except IsADirectoryError:
+        raise PlanError(f"{path}: is a directory, not a plan file; name the JSON file") from None
+    except FileNotFoundError:
+        raise PlanError(f"{path}: no such plan file; check the path") from None
     except OSError as exc:
-        raise PlanError(f"{path}: cannot read the plan ({exc.strerror}); check the path") from None
+        raise PlanError(f"{path}: cannot read the plan ({exc.strerror})") from None
     return reads_plan(raw, path)
 
 

@@ -43,8 +43,8 @@ class PreflightReport(Report):
     def to_json(self) -> dict:
         return {"verdict": self.verdict, "plan": [g.to_json() for g in self.guests]}
 
-    def table(self, color: bool = False) -> str:
-        return table(self, color=color)
+    def table(self, color: bool = False, width: int | None = None) -> str:
+        return table(self, color=color, width=width)
 
     @property
     def findings(self) -> list[PlanFinding]:
@@ -150,7 +150,8 @@ def preflight(plan, ctids=None, *, settings=None, source=None, probe: bool = Tru
             if nr.conflicts:
                 nr.verdict = "conflict"
             if (gr.vmid, nr.nic) in defaulted:
-                gr.notes.append(f"{nr.nic}: {planmod.DEFAULT_BRIDGE_NOTE}")
+                gr.notes.append(f"{nr.nic}: " + (planmod.DEFAULT_BRIDGE_NOTE if probe
+                                                 else planmod.DEFAULT_BRIDGE_NOTE_NO_PROBE))
     # What the plan leaves out is said: a note on its guest, which may have no NIC at all.
     by_vmid = {gr.vmid: gr for gr in results}
     for n in notes:

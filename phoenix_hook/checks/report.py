@@ -114,11 +114,14 @@ def _where(n: NicResult) -> str:
     return f"{n.bridge}" + (f" VLAN {n.vlan}" if n.vlan is not None else "")
 
 
-def task_log_lines(g: GuestResult, action: str = "", warn: bool = False) -> list[str]:
+def task_log_lines(g: GuestResult, action: str = "", warn: bool = False,
+                   errors: bool = True) -> list[str]:
     """Short plain lines for the PVE start task log (REFERENCE section 1).
 
     action is what the hook does about a conflict: "start refused" or
     "starting anyway (mode = warn)"; warn puts "WARNING: " before conflict lines.
+    errors=False leaves out the NICs that could not be checked: the hook says
+    those once, in its one loud could-not-check line.
     """
     p = "phoenix-hook:"
     out = [f"{p} {g.label} {line}" for line in g.notes]
@@ -132,7 +135,8 @@ def task_log_lines(g: GuestResult, action: str = "", warn: bool = False) -> list
                 out.append(f"{'WARNING: ' if warn else ''}{head} {n.ip} {c.line or c.detail} "
                            f"on {_where(n)}{tail}")
         elif n.verdict == "error":
-            out.append(f"{head}{' ' + n.ip if n.ip else ''}: could not check: {n.note}")
+            if errors:
+                out.append(f"{head}{' ' + n.ip if n.ip else ''}: could not check: {n.note}")
         elif n.verdict == "skipped":
             out.append(f"{head}: {n.note}")
         else:
@@ -142,29 +146,29 @@ def task_log_lines(g: GuestResult, action: str = "", warn: bool = False) -> list
     return [printable(line) for line in out]
 
 
-def table(report: Report, color: bool = False) -> str:
-    """A human table for the shell; colour only when asked (a TTY)."""
+def table(report: Report, color: bool = False, width: int | None = None) -> str:
+    """A human table for the shell; colour only when asked (a TTY). width: the
+    terminal's columns (wrap to fit, one finding per line); None: one row per line."""
+    from phoenix_hook.checks.grid import grid, sgr, wrap_lines
     paint = {"clear": "32", "conflict": "31;1", "error": "33", "skipped": "2"}
-    rows = [("GUEST", "NIC", "IP", "BRIDGE", "VERDICT", "DETAIL")]
+    rows = []
     for g in report.guests:
         label = f"{g.label} {g.name or ''}".strip()
         if g.error and not g.nics:
-            rows.append((label, "-", "-", "-", "error", g.error))
+            rows.append((label, "-", "-", "-", "error", [g.error]))
         for n in g.nics:
             details = [c.line or c.detail for c in n.conflicts] or ([n.note] if n.note else [])
             details += [f"warning: {w.detail}" for w in n.warnings]
-            rows.append((label, n.nic, n.ip or "-", _where(n) if n.bridge else "-", n.verdict,
-                         "; ".join(details)))
-    rows = [tuple(printable(c) for c in r) for r in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = []
-    for i, r in enumerate(rows):
-        cells = [r[j].ljust(widths[j]) for j in range(5)]
-        if color and i:
-            cells[4] = f"\033[{paint.get(r[4], '0')}m{cells[4]}\033[0m"
-        lines.append("  ".join(cells + [r[5]]).rstrip())
+            rows.append((label, n.nic, n.ip or "-", _where(n) if n.bridge else "-", n.verdict, details))
+    # Printable before laid out: a name or note from a config never moves the cursor.
+    rows = [tuple(printable(c) if isinstance(c, str) else [printable(x) for x in c] for c in r) for r in rows]
+
+    def painter(column, text):
+        return sgr(paint.get(text.strip(), "0"), text) if column == "VERDICT" else text
+    lines = grid(("GUEST", "NIC", "IP", "BRIDGE", "VERDICT", "DETAIL"), rows, width,
+                 painter if color else None)
     notes = [f"{g.label}: {x}" for g in report.guests for x in g.notes]
     notes += [f"{g.label}: {g.error}" for g in report.guests if g.error and g.nics]
-    lines += [printable(x) for x in notes]
+    lines += wrap_lines([printable(x) for x in notes], width)
     lines.append(f"verdict: {report.verdict}")
     return "\n".join(lines)

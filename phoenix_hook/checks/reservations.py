@@ -89,7 +89,11 @@ def collect(guests: list[Guest]) -> tuple[list[Reservation], list[str]]:
         if g.template:
             continue
         for n in g.nics:
-            if n.error or not n.address:
+            if n.error:
+                skipped.append(f"{g.label} {n.key}: the network line cannot be read ({n.error}); "
+                               f"fix it with pct/qm set {g.vmid} --{n.key} ...")
+                continue
+            if not n.address:
                 continue
             if not n.hwaddr:
                 skipped.append(f"{g.label} {n.key} {n.address}: no MAC in the config (hwaddr=/model=)")
@@ -123,6 +127,26 @@ def collect(guests: list[Guest]) -> tuple[list[Reservation], list[str]]:
         seen.add(h)
         final.append(Reservation(r.vmid, r.type, r.node, r.nic, r.mac, r.ip, r.prefixlen, h, r.vlan))
     return final, skipped
+
+
+def left_out(guests: list[Guest]) -> list[str]:
+    """Guests and NICs that need no reservation, one line each saying why (not a
+    problem, unlike collect()'s skipped: a template never starts, a DHCP NIC gets
+    its address from the server anyway)."""
+    out = []
+    for g in sorted(guests, key=lambda g: g.vmid):
+        if g.template:
+            out.append(f"{g.label}: a template (it never starts)")
+            continue
+        if not g.nics:
+            out.append(f"{g.label}: no network interface")
+            continue
+        for n in g.nics:
+            if n.error or n.address:
+                continue
+            why = {"dhcp": "ip=dhcp: the DHCP server assigns it", "manual": "ip=manual: set inside the guest"}
+            out.append(f"{g.label} {n.key}: {why.get(n.ip_mode, 'no static IPv4 address')}")
+    return out
 
 
 def _comment(r: Reservation) -> str:

@@ -15,15 +15,16 @@ def add_parser(sub):
     p = sub.add_parser("audit", help="find duplicate IPs/MACs and bad addresses in every guest config",
                        description="Read every guest config of the cluster (no probing) and report "
                        "duplicate static IPs, duplicate MACs, static IPs in DHCP pools, guest IPs "
-                       "equal to a node address or a gateway, network/broadcast addresses and "
-                       "gateways outside the subnet, malformed network lines, guests with a static "
-                       "address but no phoenix-hook hookscript (unprotected) and, with --source api, "
-                       "nodes that lack a guest's hookscript (hookscript-missing); with dhcp_leases "
-                       "set, leases of guests' static addresses (dhcp-lease). --live also reads the "
-                       "addresses running guests really hold (drift, duplicate-ip). Exit 0 nothing "
-                       "found, 1 findings, 2 bad usage or config, 3 could not read the configs or a "
-                       "lease file.")
-    p.add_argument("--json", action="store_true", help="one JSON object (README 'audit')")
+                       "equal to a node address or a gateway, guest IPs that are their subnet's "
+                       "network or broadcast address, gateways outside the subnet, malformed network "
+                       "lines, guests with a static address but no phoenix-hook hookscript "
+                       "(unprotected) and, with --source api, nodes that lack a guest's hookscript "
+                       "(hookscript-missing); with dhcp_leases set, leases of guests' static addresses "
+                       "(dhcp-lease). --live also reads the addresses running guests really hold "
+                       "(drift, duplicate-ip). Exit 0 nothing found, 1 findings, 2 bad usage or "
+                       "config, 3 could not read the configs or a lease file.")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object (README 'The whole cluster: phoenix-hook audit')")
     p.add_argument("--live", action="store_true", help="also read running guests' real addresses "
                    "(containers: lxc-info and nsenter; VMs: the guest agent; --source api: the API)")
     sources.add_argument(p)
@@ -69,7 +70,9 @@ def run(args) -> int:
     if args.json:
         print(audit.to_json(found, guests, extra))
     else:
-        print(audit.table(found, guests, color=sys.stdout.isatty()))
+        from phoenix_hook.cli.tables import terminal
+        term = terminal()
+        print(audit.table(found, guests, color=term.color, width=term.width))
         if args.live:
             live_doc = extra["live"]
             print(f"live: {len(live_doc['read'])} running guests read, {len(skipped)} skipped, "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings
+from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings, need_raw_sockets
 
 
 def add_parser(sub):
@@ -12,6 +12,7 @@ def add_parser(sub):
                        "hookscript does at pre-start. Exit 0 all clear, 1 a conflict, 2 bad usage "
                        "or config, 3 could not check.")
     p.add_argument("vmids", nargs="*", metavar="VMID", help="guest IDs")
+    p.set_defaults(_usage=p.format_usage)
     p.add_argument("--all", action="store_true", help="every guest (CT and VM) of this node")
     p.add_argument("--json", action="store_true", help="one JSON object (README 'JSON output')")
     p.add_argument("--timeout-ms", type=int, metavar="MS",
@@ -42,16 +43,20 @@ def run(args) -> int:
     from phoenix_hook.checks.check import Options, run_check
     from phoenix_hook.checks.report import table
 
-    settings = load_settings(args)
+    if not args.vmids and not args.all:
+        sys.stderr.write(args._usage())
+        raise UsageError("name the guests to check (check 951 952), or --all for every guest of this node")
+    if args.vmids and args.all:
+        raise UsageError("name guests to check or use --all, not both")
     if args.timeout_ms is not None and not 50 <= args.timeout_ms <= 60000:
         raise UsageError(f"--timeout-ms {args.timeout_ms} is out of range; use 50 to 60000")
-    if bool(args.vmids) == bool(args.all):
-        raise UsageError("name guests to check (check 951 952) or use --all, not both")
     vmids = []
     for v in args.vmids:
         if not (v.isascii() and v.isdigit()) or not 100 <= int(v) <= 999999999:
             raise UsageError(f"'{v}' is not a VMID; VMIDs are numbers from 100 up")
         vmids.append(int(v))
+    settings = load_settings(args)
+    need_raw_sockets(args)
     from phoenix_hook.pve.sources import running_checker
     source = guest_source(args, settings)
     running = running_checker(source)
@@ -79,8 +84,27 @@ def run(args) -> int:
     if args.json:
         print(report.json())
     else:
+        from phoenix_hook.cli.tables import terminal
+        term = terminal()
         if not guests:
             print("no guests to check" + (f" on node {settings.node}" if args.all else ""))
         else:
-            print(table(report, color=sys.stdout.isatty()))
+            print(table(report, color=term.color, width=term.width))
+    for line in what_the_hook_would_do(report, settings):
+        sys.stderr.write(f"phoenix-hook: {line}\n")
     return report.exit_code
+
+
+def what_the_hook_would_do(report, settings) -> list[str]:
+    """For a guest whose mode is not enforce, what pre-start would do with this verdict:
+    `check` exits 1 on any conflict, the hook refuses only in mode = enforce."""
+    out = []
+    for g in report.guests:
+        mode, _timeout = settings.for_guest(g.vmid)
+        where = f"[guest:{g.vmid}]" if "mode" in settings.guests.get(g.vmid, {}) else "the settings"
+        if mode == "warn" and g.verdict == "conflict":
+            out.append(f"{g.label} has mode = warn ({where}): at pre-start the hook would start it "
+                       f"anyway, with WARNING lines; set mode = enforce to refuse the start")
+        elif mode == "off":
+            out.append(f"{g.label} has mode = off ({where}): the hook does not check it at pre-start")
+    return out

@@ -20,7 +20,8 @@ from importlib import resources
 from phoenix_hook.cli.main import CannotCheck
 
 ROGUE_MAC = "16:0d:a0:c0:b9:1b"
-CLEAN, SQUATTED, RUNNING = "950", "951", "910"
+CLEAN, SQUATTED = "950", "951"
+SNIPPET = "/var/lib/vz/snippets/phoenix-hook.py"     # where install.sh puts it on a node
 
 
 def add_parser(sub):
@@ -73,36 +74,61 @@ def _demo(lab, plan: dict, tmp: str) -> int:
     squat_ip = plan[SQUATTED]["network_config"]["ip"].split("/")[0]
     gw = plan[SQUATTED]["network_config"]["gw"]
     _say(f"Lab {lab.prefix}: namespaces only, removed when the demo ends.")
-    _say(f"  {lab.pve}: the Proxmox host, bridge vmbr0, guest configs in {tmp}/pve")
+    _say("\nThe outage it replays: an orchestrator creates containers from a plan, a JSON file that")
+    _say("gives each container its ID, name, bridge and static IP. This plan (in a real one's shape):")
+    for vmid, e in sorted(plan.items()):
+        _say(f"  CT {vmid} {e['name']:<24} {e['network_config']['ip']:<16} on {e['network_config']['bridge']}")
+    _say(f"A device outside the plan had already taken {squat_ip}, the address of CT {SQUATTED}. The")
+    _say("container started anyway, and the two fought over the address. Here the same LAN:")
     lab.add_host_address("10.0.0.2/24")
     lab.add_host("gw", f"{gw}/24")
-    _say(f"  gateway {gw}")
-    running = plan[RUNNING]
-    lab.add_host("ct910", running["network_config"]["ip"], mac=running["mac_address"].lower())
-    _say(f"  CT {RUNNING} {running['name']} is running at {running['network_config']['ip']}")
     lab.add_host("rogue", f"{squat_ip}/24", mac=ROGUE_MAC)
-    _say(f"  a device outside the plan, {ROGUE_MAC}, has taken {squat_ip}: "
-         f"the address the plan gives CT {SQUATTED} {plan[SQUATTED]['name']}")
+    _say(f"  {lab.pve}: the Proxmox host with bridge vmbr0; the plan's configs in {tmp}/pve")
+    _say(f"  the gateway {gw}, and the device outside the plan ({ROGUE_MAC}) on {squat_ip}")
+    _say("\nphoenix-hook is attached to the containers as their hookscript: PVE runs it before")
+    _say("each start, and a non-zero exit aborts the start.")
     env = {"PATH": "/sbin:/bin:/usr/sbin:/usr/bin", "LC_ALL": "C", "PHOENIX_HOOK_CONF": conf,
-           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))}
     script = os.path.join(env["PYTHONPATH"], "hookscripts", "phoenix-hook.py")
     # The real hookscript file in a checkout; the same entry point when installed.
     hook = [sys.executable, script] if os.path.exists(script) else [sys.executable, "-m", "phoenix_hook.hook"]
     outcomes = {}
     for vmid in (CLEAN, SQUATTED):
-        _say(f"\n$ pct start {vmid}    # PVE runs: phoenix-hook.py {vmid} pre-start")
+        _say(f"\n$ pct start {vmid}    # PVE runs: {SNIPPET} {vmid} pre-start")
         p = lab.run(lab.pve, hook + [vmid, "pre-start"], env=env, cwd="/", stdin=subprocess.DEVNULL)
         for line in (p.stdout + p.stderr).splitlines():
             _say(f"  {line}")
         outcomes[vmid] = p.returncode
-        _say(f"  => exit {p.returncode}: " + ("start goes on" if p.returncode == 0 else
-             f"TASK ERROR: hookscript error for {vmid} on pre-start: exit code {p.returncode}"))
+        if p.returncode == 0:
+            _say(f"  => exit 0: PVE goes on and starts CT {vmid}")
+        else:
+            _say(f"  => exit {p.returncode}: PVE aborts the start; the task log ends with")
+            _say(f"  TASK ERROR: hookscript error for {vmid} on pre-start: command '{SNIPPET} {vmid} "
+                 f"pre-start' failed: exit code {p.returncode}")
     ok = outcomes[CLEAN] == 0 and outcomes[SQUATTED] == 1
-    _say("\nDecision log (one JSON line per start):")
-    with open(os.path.join(tmp, "decisions.jsonl")) as f:
-        for line in f:
-            r = json.loads(line)
-            _say(f"  CT {r['vmid']}: verdict={r['verdict']} action={r['action']} in {r['elapsed_ms']} ms")
-    _say("\n" + ("The squatted container was stopped before it could fight over the address; "
-                 "the clean one started." if ok else "Unexpected outcome: see the lines above."))
-    return 0 if ok else 1
+    _say("\nEvery decision is logged (one JSON line per start); read them back:")
+    _say("$ phoenix-hook log")
+    p = subprocess.run([sys.executable, "-m", "phoenix_hook", "log", "--config", conf], env=env, cwd="/",
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    for line in (p.stdout + p.stderr).splitlines():
+        _say(f"  {line}")
+    if not ok:
+        _say("\nUnexpected outcome: see the lines above.")
+        return 1
+    _say(f"\nCT {SQUATTED} was refused: it never started, so nothing fought over {squat_ip}; "
+         f"CT {CLEAN} started.")
+    _say("\nNext steps, on a Proxmox VE node (README 'install.sh'):")
+    steps = [("sudo ./install.sh --attach all", "install it on this node and attach it to every container"),
+             ("phoenix-hook check 951", "check a guest by hand, now"),
+             ("phoenix-hook preflight plan.json", "check a plan before pct create"),
+             ("phoenix-hook log", "the decisions of past starts")]
+    try:
+        from importlib.util import find_spec
+        if find_spec("phoenix_hook.cli.watch") is not None:
+            steps.append(("phoenix-hook watch", "keep watching the LAN for address conflicts"))
+    except (ImportError, ValueError):
+        pass
+    width = max(len(c) for c, _ in steps)
+    for cmd, what in steps:
+        _say(f"  {cmd:<{width}}  {what}")
+    return 0

@@ -92,7 +92,9 @@ def run(args) -> int:
             cells.append((lease.ip, lease.mac or "-", lease.hostname or "-",
                           leases.until_words(lease.expires, now).replace("until ", ""),
                           r.owner or "-", " ".join(r.flags)))
-        print("\n".join(columns(cells, color=False)))
+        from phoenix_hook.cli.tables import terminal
+        term = terminal()
+        print("\n".join(columns(cells, color=term.color, width=term.width)))
     bad = [r for r in rows if leases.STATIC_IP in r.flags]
     for r in bad:
         print(f"STATIC-IP: {r.lease.ip} is leased to {r.lease.mac or 'a client'} ({r.lease.file}) but "

@@ -32,7 +32,8 @@ def add_parser(sub):
                        "address belongs to. Exit 0 only the owner (or nobody) answered, 1 a device "
                        "other than the owner answered, 2 bad usage, 3 could not check.")
     p.add_argument("address", metavar="ADDRESS", help="the IPv4 or IPv6 address, e.g. 10.0.0.219")
-    p.add_argument("--json", action="store_true", help="one JSON object (README 'locate')")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object (README 'Find the device: phoenix-hook locate')")
     p.add_argument("--bridge", metavar="BRIDGE", help="probe from this bridge (default: the owner "
                    "guest's bridge, else the bridge whose subnet holds the address)")
     p.add_argument("--vlan", type=int, metavar="N", help="with --bridge: probe in VLAN N (802.1Q tag)")
@@ -94,7 +95,7 @@ def _probe(address, family, bridge, vlan, settings, timeout):
     notes = []
     if not isinstance(planned, acd.Candidate):
         if planned.verdict == "clear":          # no port of the bridge is up: nobody to answer
-            return [], bridge, vlan, 0, facts, [planned.note]
+            return [], bridge, vlan, 0, facts, [planned.note], 0
         raise CannotCheck(f"cannot probe {a}: {planned.note}")
     cand = replace(planned, guest_mac=None)     # the owner's own answer counts here
     link = facts.links.get(cand.iface)
@@ -109,7 +110,13 @@ def _probe(address, family, bridge, vlan, settings, timeout):
     except WireError as exc:
         raise CannotCheck(f"could not probe {a} on {cand.iface}: {exc.strerror or exc}") from None
     tag = cand.vlan if cand.tagged else None
-    return run.conflicts.get(cand.key, []), cand.iface, tag, round(run.window * 1000), facts, notes
+    lost = run.dropped.get(cand.iface, 0)
+    if lost:
+        # Issue 8's rule, as in the hook and scan: lost frames are never silence. A device
+        # that answered may be among them, so a "silent" or owner-only verdict is unproven.
+        notes.append(f"the kernel dropped {lost} received frames on {cand.iface} while we listened "
+                     f"(a flood?); an answer may be among them")
+    return run.conflicts.get(cand.key, []), cand.iface, tag, round(run.window * 1000), facts, notes, lost
 
 
 def run(args) -> int:
@@ -154,7 +161,7 @@ def run(args) -> int:
                                   nodes)
         owner = owners[0] if owners else None
     timeout = args.timeout_ms or settings.probe_timeout_ms
-    heard, iface, tag, window_ms, facts, notes = _probe(address, family, bridge, vlan, settings, timeout)
+    heard, iface, tag, window_ms, facts, notes, lost = _probe(address, family, bridge, vlan, settings, timeout)
 
     notes = list(notes)
     lease_list = []
@@ -201,4 +208,8 @@ def run(args) -> int:
             print(f"{a} is also configured on {o.label}" + (f" on node {o.node}" if o.type != "node" and o.node else ""))
         for n in notes:
             sys.stderr.write(f"phoenix-hook: note: {n}\n")
-    return locate.exit_code(v)
+    code = locate.exit_code(v, lost)
+    if code == 3:
+        sys.stderr.write(f"phoenix-hook: could not check: {lost} frames were lost on {iface}, so "
+                         f"'{v}' is not proven; run it again when the flood is gone\n")
+    return code

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import sys
 
 from phoenix_hook.cli.main import CannotCheck, load_settings
 from phoenix_hook.checks import answers
@@ -28,8 +27,8 @@ def add_parser(sub):
     p = sub.add_parser("neigh", help="this host's neighbour table, with each entry's guest",
                        description="List this host's ARP and IPv6 neighbour entries with the vendor "
                        "of each MAC and the guest configured for each address; flags as in scan. "
-                       "Sends nothing. Exit 0 nothing wrong, 1 DUP or MAC-MISMATCH, 3 could not "
-                       "read the table.")
+                       "Sends nothing. Exit 0 nothing wrong, 1 DUP or MAC-MISMATCH, 2 bad usage or "
+                       "settings, 3 could not read the table.")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--all", action="store_true", help="also entries with no MAC yet (INCOMPLETE, FAILED)")
     sources.add_argument(p)
@@ -82,7 +81,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"source": source, "rows": rows}, indent=2))
     else:
-        color = sys.stdout.isatty()
+        from phoenix_hook.cli.tables import terminal
+        term = terminal()
         cells = [("IP", "MAC", "DEV", "STATE", "VENDOR", "OWNER", "FLAGS")]
         for r in rows:
             flags = " ".join(r["flags"] + ([f"(MAC of {r['mac_owner']})"] if r["mac_owner"] else []))
@@ -90,5 +90,5 @@ def run(args) -> int:
                           (r["vendor"] or "-")[:32], r["owner"] or "-", flags))
         print(f"{len(rows)} neighbours (from {source})")
         if rows:
-            print("\n".join(columns(cells, color)))
+            print("\n".join(columns(cells, term.color, term.width)))
     return answers.exit_code(r["flags"] for r in rows)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings
+from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings, need_raw_sockets
 
 
 def add_parser(sub):
@@ -14,8 +14,10 @@ def add_parser(sub):
                        "other, the cluster's guests, the host, the DHCP pools and the wire. Arguments that "
                        "are whole numbers are guest IDs to check (default: all); any other is a plan file. "
                        "Exit 0 all clear, 1 a conflict, 2 bad usage, plan or config, 3 could not check.")
-    p.add_argument("items", nargs="+", metavar="PLAN|ID",
+    # nargs="*": no PLAN at all is said in our words, after the usage line
+    p.add_argument("items", nargs="*", metavar="PLAN|ID",
                    help="plan files (JSON; - for standard input), then the IDs of the guests to check")
+    p.set_defaults(_usage=p.format_usage)
     p.add_argument("--no-probe", action="store_true", help="config-level checks only, no ARP probes")
     p.add_argument("--json", action="store_true", help="one JSON object: check's shape, with 'plan' "
                    "entries in place of 'guests'")
@@ -48,10 +50,16 @@ def run(args) -> int:
     from phoenix_hook.checks.plan import PlanError
     from phoenix_hook.checks.preflight import preflight
 
+    if not args.items:
+        sys.stderr.write(args._usage())
+        raise UsageError("preflight needs PLAN, a plan file (or - for standard input); "
+                         "guest IDs after it are optional (default: every entry)")
     settings = load_settings(args)
     if args.timeout_ms is not None and not 50 <= args.timeout_ms <= 60000:
         raise UsageError(f"--timeout-ms {args.timeout_ms} is out of range; use 50 to 60000")
     plans, ctids = split_items(args.items)
+    if not args.no_probe:
+        need_raw_sockets(args, "or add --no-probe for the config-level checks only")
     source = sources.open_source(settings, args.source)
     try:
         report = preflight(plans[0] if len(plans) == 1 else plans, ctids, settings=settings, source=source,
@@ -65,7 +73,9 @@ def run(args) -> int:
     elif not report.guests:
         print("the plan has no guests to check")
     else:
-        print(report.table(color=sys.stdout.isatty()))
+        from phoenix_hook.cli.tables import terminal
+        term = terminal()
+        print(report.table(color=term.color, width=term.width))
     if not args.no_probe and any("does not exist on this host" in n.note
                                  for g in report.guests for n in g.nics if n.verdict == "error"):
         sys.stderr.write("phoenix-hook: probing needs the guests' bridges: run preflight on a PVE node, "

@@ -21,7 +21,7 @@ import sys
 from phoenix_hook.checks import answers
 from phoenix_hook.checks.owners import (DUP, MISMATCH, UNCLAIMED, Owners, cluster_claims,
                                         host_claims, mac_claims)
-from phoenix_hook.cli.main import UsageError, load_settings
+from phoenix_hook.cli.main import UsageError, load_settings, need_raw_sockets
 from phoenix_hook.cli.tables import columns
 from phoenix_hook.net import arp, scan, sweep
 from phoenix_hook.pve import sources
@@ -116,6 +116,7 @@ def run(args) -> int:
     def warn(line):
         sys.stderr.write(f"phoenix-hook: note: {line}\n")
 
+    need_raw_sockets(args)
     # The claims are read first: a source that cannot be read stops the scan before it sends.
     guests, claims = cluster_claims(settings, args.source, bridge=args.bridge, vlan=args.vlan)
     res = sweep.sweep(args.bridge, args.vlan, net, rate=args.rate, retries=args.retries,
@@ -145,7 +146,9 @@ def run(args) -> int:
         if not guests:
             sys.stderr.write(f"phoenix-hook: note: no guest configs under {settings.pve_root}/nodes; "
                              f"owners are this host's addresses only\n")
-        print(table(result, rows, quiet, color=sys.stdout.isatty()))
+        from phoenix_hook.cli.tables import terminal
+        term = terminal()
+        print(table(result, rows, quiet, color=term.color, width=term.width))
     code = answers.exit_code(r.flags for r in rows)
     return 3 if code == 0 and res.lost else code
 
@@ -174,27 +177,30 @@ def _flag_words(r) -> str:
     return " ".join(words)
 
 
-def table(result, rows, quiet, color=False) -> str:
+def table(result, rows, quiet, color=False, width=None) -> str:
     vlan = f" VLAN {result['vlan']}" if result["vlan"] is not None else ""
     n_ips = len({r.ip for r in rows})
     head = (f"{result['cidr']} on {result['bridge']}{vlan}: {len(rows)} answers from {n_ips} addresses, "
             f"{len(quiet)} silent guest addresses ({result['sent']} requests from "
             f"{result['source_ip']} in {result['elapsed_ms'] / 1000:.2f} s)")
-    out = [head]
+    from phoenix_hook.checks.grid import wrap_lines
+    out = wrap_lines([head], width)
     if rows:
         cells = [("IP", "MAC", "VENDOR", "OWNER", "FLAGS")]
         cells += [(r.ip, r.mac, (r.vendor or "-")[:32], r.owner or "-", _flag_words(r)) for r in rows]
-        out += [""] + columns(cells, color)
+        out += [""] + columns(cells, color, width)
     if quiet:
         out += ["", "Configured but silent (stopped, or not reachable here):"]
         out += ["  " + x for x in columns([("IP", "GUEST", "NIC")] +
-                                          [(s.ip, s.owner, s.nic or "-") for s in quiet])]
+                                          [(s.ip, s.owner, s.nic or "-") for s in quiet],
+                                          width=width - 2 if width else None)]
     if result["local"]:
-        out += ["", "This host holds " + ", ".join(f"{x['ip']} ({x['iface']})" for x in result["local"])
-                + ": probed from 0.0.0.0, any answer is someone else's"]
+        out += [""] + wrap_lines(["This host holds " + ", ".join(f"{x['ip']} ({x['iface']})"
+                                                            for x in result["local"])
+                                  + ": probed from 0.0.0.0, any answer is someone else's"], width)
     problems = [r for r in rows if DUP in r.flags or MISMATCH in r.flags]
     if problems:
         seen = dict.fromkeys(f"{r.ip} " + " ".join(f for f in r.flags if f != UNCLAIMED)
                              for r in problems)      # rows are in address order already
-        out += ["", "Conflicts: " + "; ".join(seen)]
+        out += [""] + wrap_lines(["Conflicts: " + "; ".join(seen)], width)
     return "\n".join(out)

@@ -258,3 +258,12 @@ def bridge_self_vlans(bridge: str) -> dict[int, bool] | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return parse_bridge_vlans(p.stdout, bridge) if p.returncode == 0 else None
+
+
+def ifindex(name: str) -> int | None:
+    """The interface's index, or None when there is no such interface. A bridge deleted
+    and created again under the same name gets a new index (the watch reopens it)."""
+    if not name or "/" in name or name in (".", ".."):
+        return None
+    value = _read(os.path.join(SYS_NET, name, "ifindex"))
+    return int(value) if value and value.isdigit() else None

@@ -96,6 +96,24 @@ def _arp_filter() -> bytes:
 _FILTER = _arp_filter()
 
 
+def raw_access() -> str | None:
+    """None when this process may open raw (AF_PACKET) sockets, else why not.
+
+    Opens one and closes it at once: protocol 0 and never bound, so it sees no
+    frame and sends none. This asks the kernel, so root without CAP_NET_RAW
+    (a container, `setpriv --bounding-set -net_raw`) and a non-root user with
+    the capability are both told right; the uid alone would tell neither.
+    """
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except PermissionError:
+        return "raw sockets need root (CAP_NET_RAW)"
+    except OSError as exc:
+        return f"this system has no raw (AF_PACKET) sockets: {exc.strerror}"
+    sock.close()
+    return None
+
+
 class Wire:
     """Raw Ethernet access to a set of interfaces (one AF_PACKET socket each)."""
 
@@ -286,3 +304,146 @@ def _vlan_from(ancdata) -> int | None:
             if status & TP_STATUS_VLAN_VALID:
                 return tci & 0x0FFF
     return None
+
+
+# -- the watch: one long-lived socket per interface ------------------------------
+# `phoenix-hook watch` listens for hours on bridges that may go down, vanish
+# and come back; these additions serve it alone and change nothing above.
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+
+
+class WatchWire(Wire):
+    """A Wire whose interfaces come and go, with a filter of the caller's choice.
+
+    - promiscuous (PACKET_MR_PROMISC, dropped by the kernel when the socket
+      closes): a bridge device only passes up frames addressed to the host,
+      so unicast ARP replies and NAs between a squatter and its peer would
+      go unseen (net/bridge/br_input.c br_handle_frame_finish);
+    - filter(prog) replaces the BPF program on every socket at once
+      (SO_ATTACH_FILTER swaps it atomically);
+    - receive_each() reports a failing interface instead of raising, so one
+      bridge going down does not stop the others;
+    - take_drops() gives the frames the kernel dropped since the last call.
+    """
+
+    def __init__(self):
+        super().__init__([])
+        self._prog: bytes | None = None
+        self.ifindex: dict[str, int] = {}
+
+    def add(self, name: str) -> None:
+        """Open name (WireError when it cannot be opened); a no-op when it is open."""
+        if name in self._socks:
+            return
+        try:
+            index = socket.if_nametoindex(name)
+        except OSError:
+            raise WireError(errno.ENODEV, f"no interface {name}") from None
+        try:
+            self._open(name)
+        except WireError:
+            self.remove(name)
+            raise
+        sock = self._socks[name]
+        try:
+            if self._prog is not None:
+                self._attach(sock, self._prog)
+            mreq = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        except OSError as exc:
+            self.remove(name)
+            raise WireError(exc.errno, f"cannot listen on {name}: {exc.strerror}") from None
+        self.ifindex[name] = index
+
+    def remove(self, name: str) -> None:
+        sock = self._socks.pop(name, None)
+        self.ifindex.pop(name, None)
+        if sock is not None:
+            self._by_fd.pop(sock.fileno(), None)
+            sock.close()
+
+    def names(self) -> list[str]:
+        return list(self._socks)
+
+    @staticmethod
+    def _attach(sock, prog: bytes) -> None:
+        buf = array.array("B", prog)            # as Wire._open: the program outlives setsockopt
+        fprog = struct.pack("HL", len(prog) // 8, buf.buffer_info()[0])
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+    def filter(self, prog: bytes | None) -> None:
+        """Put this BPF program (None: the generic ARP/ND filter) on every socket, now and later."""
+        self._prog = prog
+        for name, sock in list(self._socks.items()):
+            try:
+                self._attach(sock, prog if prog is not None else _FILTER)
+            except OSError as exc:
+                raise WireError(exc.errno, f"cannot set the filter on {name}: {exc.strerror}") from None
+
+    def receive_each(self, timeout: float, wake_fd: int | None = None):
+        """Wait up to timeout s: ([(ifname, frame, aux_vlan)], {ifname: WireError}) of all ready sockets.
+
+        wake_fd (e.g. the signal wakeup pipe) ends the wait early when readable; the caller drains it.
+        """
+        out, failed = [], {}
+        waits = list(self._socks.values()) + ([wake_fd] if wake_fd is not None else [])
+        if not waits:
+            return out, failed
+        try:
+            ready, _, _ = select.select(waits, [], [], max(0.0, timeout))
+        except InterruptedError:
+            return out, failed
+        for sock in ready:
+            if sock is wake_fd:
+                continue
+            name = self._by_fd.get(sock.fileno())
+            if name is None:
+                continue
+            for _ in range(MAX_BATCH):
+                try:
+                    frame, ancdata, _flags, addr = sock.recvmsg(65535, _CMSG_SPACE)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    # ENETDOWN once when the interface goes down (af_packet.c
+                    # packet_notifier); the socket hears it again once it is up
+                    failed[name] = WireError(exc.errno, f"receiving on {name} failed: {exc.strerror}")
+                    break
+                if addr[2] == PACKET_OUTGOING:
+                    continue
+                out.append((name, frame, _vlan_from(ancdata)))
+        return out, failed
+
+    def take_drops(self) -> dict[str, int]:
+        """Frames the kernel dropped per interface since the last call (Wire.dropped counts)."""
+        now = self.dropped()
+        seen = getattr(self, "_drops_seen", {})
+        self._drops_seen = now
+        return {n: v - seen.get(n, 0) for n, v in now.items() if v > seen.get(n, 0)}
+
+
+def sd_notify(message: str, environ=os.environ) -> bool:
+    """Send one datagram of the systemd notify protocol (sd_notify(3)) to $NOTIFY_SOCKET.
+
+    "READY=1", "WATCHDOG=1", "STATUS=...". A leading "@" names an abstract
+    socket. False when there is no socket to tell (not under systemd) or
+    the send failed: the service goes on either way.
+    """
+    addr = environ.get("NOTIFY_SOCKET") or ""
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    elif not addr.startswith("/"):
+        return False
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    except OSError:
+        return False
+    try:                               # the C socket type has no `with` (the module is _socket)
+        s.connect(addr)
+        s.sendall(message.encode("utf-8", "replace"))
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True

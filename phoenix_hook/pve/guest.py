@@ -105,6 +105,22 @@ class Nic:
         return ipaddress.IPv4Network(f"{self.address}/{self.prefixlen}", strict=False)
 
 
+def static_addresses(guests, skip_vmid: int | None = None) -> dict[str, list]:
+    """{address: [(guest, nic)]} of every static IPv4 and IPv6 address configured on a NIC
+    that could be read; templates never start, so they hold nothing (leases, audit --live)."""
+    out: dict[str, list] = {}
+    for g in guests:
+        if g.template or g.vmid == skip_vmid:
+            continue
+        for n in g.nics:
+            if n.error:
+                continue
+            for a in (n.address, n.address6):
+                if a:
+                    out.setdefault(a, []).append((g, n))
+    return out
+
+
 def label_for(gtype: str, vmid: int) -> str:
     """How PVE's GUI names a guest: "CT 951" for a container, "VM 120" for a VM."""
     return f"{'CT' if gtype == 'lxc' else 'VM'} {vmid}"

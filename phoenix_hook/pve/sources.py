@@ -37,10 +37,16 @@ def open_source(settings, requested: str | None = None, warn=None):
             raise UsageError(f"--source files: pve_root {settings.pve_root} does not exist; run this on "
                              f"a Proxmox VE node, set pve_root in {where}, or use --source api")
         return FileSource(settings.pve_root, settings.node)
+    if not settings.api and requested == "api":
+        from phoenix_hook.paths import settings_file
+        what = (f"{settings.path} has no [api] section" if settings.path else
+                f"there is no settings file ({settings_file()}), so no [api] section")
+        raise UsageError(f"--source api: {what}; add [api] with host, user, token_name and token_file "
+                         f"(README 'Off the node: the Proxmox API')")
     if not settings.api:
         raise UsageError(f"no guest configs: pve_root {settings.pve_root} does not exist and {where} "
                          f"has no [api] section; run on a PVE node, set pve_root, or configure [api] "
-                         f"(README 'Proxmox API')")
+                         f"(README 'Off the node: the Proxmox API')")
     from phoenix_hook.pve.api import ApiSettingsError, ApiSource
     try:
         return ApiSource(settings.api, node=settings.node, settings_path=settings.path, warn=warn)

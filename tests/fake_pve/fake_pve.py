@@ -1,4 +1,4 @@
-"""Fake Proxmox VE commands (pct, qm, pvesm, pvesh, mountpoint) for tests of install.sh.
+"""Fake Proxmox VE commands (pct, qm, pvesm, pvesh, mountpoint, and systemctl) for tests of install.sh.
 
 Called as `fake_pve.py STATE_DIR TOOL ARGS...` by small wrappers named after
 the tools.  Every call is appended to STATE_DIR/calls.log as a JSON list
@@ -249,7 +249,7 @@ def main():
                 if [TOOL] + ARGS[: len(prefix) - 1] == prefix:
                     fail(f"fake {TOOL}: failing as the test asked")
     {"pct": lambda: guest("pct"), "qm": lambda: guest("qm"), "pvesm": pvesm, "pvesh": pvesh,
-     "mountpoint": mountpoint}[TOOL]()
+     "mountpoint": mountpoint, "systemctl": lambda: None}[TOOL]()      # systemctl: logged, always succeeds
 
 
 if __name__ == "__main__":
