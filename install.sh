@@ -12,6 +12,9 @@
 #   detaches every guest before it removes the snippet and the venv;
 # - /etc/pve (pmxcfs) is the same on every node of the cluster, and takes
 #   mode 0640 only (pve-cluster cfs_fuse_chmod): chain records live there.
+# With the Debian package phoenix-hook installed (dpkg-query says so), the
+# hookscript is the package's (/usr/share/phoenix-hook, #!/usr/bin/python3 -I)
+# and there is no venv: this script then only writes the snippet and attaches.
 set -euo pipefail
 
 readonly ME="phoenix-hook install"
@@ -28,7 +31,12 @@ LOGROTATE_DIR=${PHOENIX_LOGROTATE_DIR:-/etc/logrotate.d}
 SYSTEMD_DIR=${PHOENIX_SYSTEMD_DIR:-/etc/systemd/system}
 PVE_TEMPLATES=${PHOENIX_PVE_TEMPLATES:-/usr/share/pve-manager/templates/default}
 PYTHON=${PHOENIX_PYTHON:-python3}
+PKG_SHARE=${PHOENIX_PKG_SHARE:-/usr/share/phoenix-hook}
+PKG_UNIT=${PHOENIX_PKG_UNIT:-/lib/systemd/system/phoenix-hook-watch.service}
 PVE_ROOT=${PHOENIX_PVE_ROOT:-/etc/pve}
+NODE=${PHOENIX_NODE:-$(uname -n | cut -d. -f1)}     # PVE's nodename: the short host name
+# pve-storage plugins whose content types include snippets.
+readonly SNIPPET_TYPES=" dir nfs cifs cephfs glusterfs btrfs "
 VENV_ARGS=() PIP_ARGS=()
 read -r -a VENV_ARGS <<<"${PHOENIX_VENV_ARGS:-}"
 read -r -a PIP_ARGS <<<"${PHOENIX_PIP_ARGS:-}"
@@ -43,6 +51,9 @@ Installs phoenix-hook on this Proxmox VE node (run as root, on every node of
 a cluster: each node runs the hookscripts of its own guests):
   - a venv at $PREFIX/venv with this checkout pip-installed into it,
     and the command $BINDIR/phoenix-hook (a symlink into the venv);
+    with the Debian package phoenix-hook installed, neither: the package
+    has the command and the code, and the hookscript comes from
+    $PKG_SHARE (a venv of an earlier install is removed);
   - the hookscript STORAGE:snippets/$SNIPPET_NAME (the storage gets
     'snippets' content enabled if it lacks it; its other content is kept);
   - $ETC/phoenix-hook.conf with every setting commented out, only if
@@ -52,7 +63,9 @@ a cluster: each node runs the hookscripts of its own guests):
 Running it again updates the installation and changes nothing else.
 
 Options:
-  --storage NAME  snippets storage for the hookscript (default: local)
+  --storage NAME  snippets storage for the hookscript (default: local); a dir,
+                  nfs, cifs, cephfs, glusterfs or btrfs storage, active and
+                  mounted on this node (pvesm status activates it first)
   --attach VMID...
                   attach the hookscript to these containers (after installing)
                   with pct set VMID --hookscript STORAGE:snippets/$SNIPPET_NAME
@@ -81,6 +94,11 @@ Options:
                   its templates, and the state. Keeps $ETC/phoenix-hook.conf and the
                   decision log. If a guest cannot be restored, nothing is
                   removed (its start still needs the venv); fix and rerun.
+                  On shared storage the snippet stays while guests of other
+                  nodes name it (the last node's --uninstall removes it).
+                  Snapshots and backups keep the hookscript line: guests
+                  with such snapshots are listed, with the command that
+                  detaches them after a rollback or restore.
   --dry-run       print every action (commands that change the node, files
                   written or removed, storage changes) and change nothing;
                   it still reads the node (pct config, pvesm path) to tell
@@ -102,10 +120,13 @@ Files: $ETC/state/install (where things were installed),
        volid, path, and the guest's MACs and vmgenid; on every node).
 
 Environment (for tests and unusual layouts): PHOENIX_PREFIX, PHOENIX_BINDIR,
-PHOENIX_ETC, PHOENIX_PVE_ROOT (default /etc/pve), PHOENIX_LOGROTATE_DIR
-(default /etc/logrotate.d), PHOENIX_SYSTEMD_DIR, PHOENIX_PVE_TEMPLATES, PHOENIX_PYTHON (creates
-the venv, default python3; when its version differs from the venv's, the
-venv is made again, e.g. after a Debian release upgrade),
+PHOENIX_ETC, PHOENIX_PKG_SHARE (the package's files, default
+/usr/share/phoenix-hook; PHOENIX_PKG_UNIT its watch unit), PHOENIX_PVE_ROOT
+(default /etc/pve), PHOENIX_NODE
+(this node's name), PHOENIX_LOGROTATE_DIR (default /etc/logrotate.d),
+PHOENIX_SYSTEMD_DIR, PHOENIX_PVE_TEMPLATES, PHOENIX_PYTHON (creates the venv,
+default python3; when its version differs from the venv's, the venv is made
+again, e.g. after a Debian release upgrade),
 PHOENIX_VENV_ARGS (extra 'python3 -m venv' arguments, e.g.
 --system-site-packages), PHOENIX_PIP_ARGS (extra 'pip install' arguments,
 e.g. --no-deps --no-index). The hook itself reads
@@ -178,12 +199,20 @@ GUEST_STATE=$STATE/guests
 OLD_CHAIN_DIR=$ETC/chain                  # node-local records of phoenix-hook before 2026-12
 CHAIN_DIR=$PVE_ROOT/phoenix-hook/chain
 CONF=$ETC/phoenix-hook.conf
+CONF_SRC=$REPO_DIR/conf/phoenix-hook.conf
+HOOK_SRC=$REPO_DIR/hookscripts/phoenix-hook.py
 TMPD=$(mktemp -d)
 trap 'rm -rf "$TMPD"; if ((DRY_RUN)); then say "dry run: nothing was changed"; fi' EXIT
 FAILED=0
 SKIPPED=()
 
 # --- small helpers ---------------------------------------------------------
+# The Debian package is installed (not only unpacked, not removed).
+package_installed() {
+  command -v dpkg-query >/dev/null 2>&1 &&
+    [[ $(dpkg-query -W -f='${db:Status-Status}' phoenix-hook 2>/dev/null) == installed ]]
+}
+
 # Every step that changes the node goes through change() (a command),
 # write_lines() or write_chain() (a file): with --dry-run they say what they
 # would do instead, and done_say() stays silent about what was not done.
@@ -316,6 +345,81 @@ convert_old_records() {
 list_vmids() { awk 'NR > 1 && $1 ~ /^[0-9]+$/ { print $1 }' "$1"; }
 
 tool_for() { if [[ $1 == vm ]]; then echo qm; else echo pct; fi; }
+
+# `pct|qm set VMID ARGS...` with its output kept out of ours (qm prints
+# "update VM N: ..."); on failure SET_ERR holds PVE's own reason, e.g.
+# "CT is locked (backup)".
+SET_ERR=''
+guest_set() {
+  local tool=$1; shift
+  if ((DRY_RUN)); then change "$tool" set "$@"; return 0; fi
+  if "$tool" set "$@" >"$TMPD/set.out" 2>"$TMPD/set.err"; then return 0; fi
+  SET_ERR=$(grep -v '^[[:space:]]*$' "$TMPD/set.err" | tail -n 1 || true)
+  [[ -n $SET_ERR ]] || SET_ERR="$tool set failed"
+  return 1
+}
+
+# The storage's configuration (pvesh get /storage/NAME): sets ST_TYPE,
+# ST_CONTENT, ST_SHARED (1 when pve-storage marks it shared: nfs, cifs,
+# cephfs... or 'shared 1'), ST_PATH and ST_MOUNT (is_mountpoint).
+ST_TYPE='' ST_CONTENT='' ST_SHARED=0 ST_PATH='' ST_MOUNT=''
+read_storage() {
+  local line
+  pvesh get "/storage/$1" --output-format json >"$TMPD/storage.json" 2>"$TMPD/err" || return 1
+  ST_TYPE='' ST_CONTENT='' ST_SHARED=0 ST_PATH='' ST_MOUNT=''
+  while IFS= read -r line; do
+    case $line in
+      type=*) ST_TYPE=${line#type=} ;;
+      content=*) ST_CONTENT=${line#content=} ;;
+      shared=*) [[ ${line#shared=} == 1 || ${line#shared=} == True ]] && ST_SHARED=1 ;;
+      path=*) ST_PATH=${line#path=} ;;
+      is_mountpoint=*) ST_MOUNT=${line#is_mountpoint=} ;;
+    esac
+  done < <(python3 -I -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+for k in ("type", "content", "shared", "path", "is_mountpoint"):
+    v = d.get(k) if isinstance(d, dict) else None
+    if v is not None and "\n" not in str(v):
+        print(f"{k}={v}")' "$TMPD/storage.json" 2>>"$TMPD/err")
+  [[ -n $ST_TYPE ]]
+}
+
+# "local (dir), nfs1 (nfs)": the storages that can hold snippets.
+snippet_storages() {
+  local list
+  list=$(pvesh get /storage --output-format json 2>/dev/null | python3 -I -c 'import json, sys
+ok = set(sys.argv[1].split())
+try:
+    stores = json.load(sys.stdin)
+except ValueError:
+    stores = []
+print(", ".join("%s (%s)" % (s.get("storage"), s.get("type")) for s in stores
+                if isinstance(s, dict) and s.get("type") in ok and not s.get("disable")))' "$SNIPPET_TYPES" 2>/dev/null) || list=''
+  if [[ -n $list ]]; then printf '%s\n' "$list"; else
+    printf '%s\n' "none is defined; add one, e.g. pvesm add dir snippets --path /var/lib/snippets --content snippets"
+  fi
+}
+
+# Every hookscript line naming VOLID in the cluster's configs ($PVE_ROOT/nodes/*):
+# "NODE ct|vm VMID SECTION", SECTION "-" for the current config, PENDING, or
+# a snapshot's name.  Read from the files: pct/qm see only this node.
+volid_refs() {
+  local want=$1 files=()
+  shopt -s nullglob
+  files=("$PVE_ROOT"/nodes/*/lxc/*.conf "$PVE_ROOT"/nodes/*/qemu-server/*.conf)
+  shopt -u nullglob
+  ((${#files[@]})) || return 0
+  awk -v want="$want" '
+    FNR == 1 {
+      sec = "-"; n = split(FILENAME, p, "/"); vmid = p[n]; sub(/\.conf$/, "", vmid)
+      kind = (p[n - 1] == "lxc") ? "ct" : "vm"; node = p[n - 2]
+    }
+    /^\[/ { sec = $0; gsub(/^\[|\][ \t]*$/, "", sec); next }
+    /^hookscript:/ {
+      v = $0; sub(/^hookscript:[ \t]*/, "", v); sub(/[ \t\r]+$/, "", v)
+      if (v == want) print node, kind, vmid, sec
+    }' "${files[@]}"
+}
 label_for() { if [[ $1 == vm ]]; then echo VM; else echo CT; fi; }
 
 # Look a guest up: sets G_KIND (ct|vm), G_HOOK (its hookscript volid, or
@@ -334,8 +438,11 @@ read_guest() {
   for kind in "${kinds[@]}"; do
     if out=$("$(tool_for "$kind")" config "$vmid" 2>"$TMPD/err"); then
       G_KIND=$kind
-      # Only the lines before the first [section] are the current config.
-      G_HOOK=$(printf '%s\n' "$out" | awk '/^\[/ { exit } /^hookscript: / { print $2; exit }')
+      # `pct/qm config` prints the config with pending values merged, no
+      # sections; stop at one anyway.  The whole rest of the line: a volid may
+      # hold spaces (local:snippets/my hook.sh).
+      G_HOOK=$(printf '%s\n' "$out" | sed -n '/^\[/q; s/^hookscript:[[:space:]]*//p' | head -n 1)
+      G_HOOK=${G_HOOK%"${G_HOOK##*[![:space:]]}"}
       # netN: hwaddr=MAC (LXC) or MODEL=MAC (QEMU); vmgenid: UUID (0/1: none yet)
       # (the models of qemu-server's nic_model_list, as pve/guest.py knows them)
       G_MACS=$(printf '%s\n' "$out" | awk '/^\[/ { exit } /^net[0-9]+: / { sub(/^net[0-9]+: /, ","); print }' |
@@ -436,46 +543,84 @@ install_command() {
 
 # Make sure STORAGE may hold snippets; keep every content type it has.
 ensure_snippets_content() {
-  local json content
-  if ! json=$(pvesh get "/storage/$STORAGE" --output-format json 2>"$TMPD/err"); then
+  local content
+  read_storage "$STORAGE" ||
     die "$EXIT_FAILED" "cannot read storage '$STORAGE': $(head -n1 "$TMPD/err") (choose one with --storage)"
-  fi
-  # "content" is a comma-separated list of [a-z] words (PVE encodes the
-  # content hash that way in API2/Storage/Config.pm); "content-dirs" must
-  # not match, hence the quote right after the key.
-  content=$(printf '%s\n' "$json" |
-    sed -n 's/.*"content"[[:space:]]*:[[:space:]]*"\([a-z,]*\)".*/\1/p' | head -n1)
-  [[ -n $content ]] ||
-    die "$EXIT_FAILED" "cannot tell the content types of storage '$STORAGE'; enable snippets yourself (pvesm set $STORAGE --content <its list>,snippets) and rerun"
+  [[ $SNIPPET_TYPES == *" $ST_TYPE "* ]] ||
+    die "$EXIT_FAILED" "storage '$STORAGE' ($ST_TYPE) cannot hold snippets; choose one with --storage: $(snippet_storages)"
+  # "content" is a comma-separated list (API2/Storage/Config.pm).
+  content=$ST_CONTENT
   case ,$content, in *,snippets,*) return 0 ;; esac
-  say "storage '$STORAGE' has no 'snippets' content (it has $content); enabling it"
+  say "storage '$STORAGE' has no 'snippets' content (it has ${content:-none}); enabling it"
   # 'none' cannot be combined with other content types.
-  if [[ $content == none ]]; then content=snippets; else content=$content,snippets; fi
-  change pvesm set "$STORAGE" --content "$content" ||
-    die "$EXIT_FAILED" "could not enable snippets on storage '$STORAGE'; choose another with --storage"
+  if [[ -z $content || $content == none ]]; then content=snippets; else content=$content,snippets; fi
+  if ((DRY_RUN)); then change pvesm set "$STORAGE" --content "$content"; return 0; fi
+  guest_set pvesm "$STORAGE" --content "$content" ||
+    die "$EXIT_FAILED" "could not enable snippets on storage '$STORAGE' ($SET_ERR); choose another with --storage"
+  # pvesm only warns about a content type the storage's plugin rejects.
+  read_storage "$STORAGE" && [[ ,$ST_CONTENT, == *,snippets,* ]] ||
+    die "$EXIT_FAILED" "storage '$STORAGE' ($ST_TYPE) cannot hold snippets; choose one with --storage: $(snippet_storages)"
+}
+
+# `pvesm path` mounts nothing: on an NFS/CIFS store that is not mounted the
+# snippet would land on this node's own disk under /mnt/pve/NAME and be hidden
+# once the share mounts.  `pvesm status --storage` activates it (mounts it);
+# then the mount must really be there.
+activate_storage() {
+  local status mp=''
+  if ((DRY_RUN)); then
+    say "dry run: would activate storage '$STORAGE' (pvesm status --storage $STORAGE) and check it is mounted"
+    return 0
+  fi
+  status=$(pvesm status --storage "$STORAGE" 2>"$TMPD/err" | awk -v s="$STORAGE" '$1 == s { print $3; exit }') || true
+  [[ $status == active ]] ||
+    die "$EXIT_FAILED" "storage '$STORAGE' is not active on this node (pvesm status: ${status:-no answer}; $(grep -m1 . "$TMPD/err" || echo 'no error text')); fix its mount or connection and rerun"
+  case $ST_TYPE in
+    nfs | cifs | cephfs | glusterfs) mp=${ST_PATH:-/mnt/pve/$STORAGE} ;;
+    dir)
+      case ${ST_MOUNT,,} in
+        '' | 0 | no | off | false) ;;
+        1 | yes | on | true) mp=$ST_PATH ;;
+        *) mp=$ST_MOUNT ;;
+      esac ;;
+  esac
+  if [[ -n $mp ]] && ! mountpoint -q "$mp"; then
+    die "$EXIT_FAILED" "storage '$STORAGE' ($ST_TYPE) is not mounted at $mp: the hookscript would land on this node's own disk and vanish under the mount; mount it (pvesm status) and rerun"
+  fi
 }
 
 SNIPPET_PATH=''
 install_snippet() {
-  local src=$REPO_DIR/hookscripts/phoenix-hook.py tmp first
+  local src=$HOOK_SRC tmp first
   [[ -f $src ]] || die "$EXIT_FAILED" "$src is missing; run install.sh from a complete checkout"
   SNIPPET_PATH=$(pvesm path "$VOLID" 2>"$TMPD/err") ||
     die "$EXIT_FAILED" "cannot resolve $VOLID: $(head -n1 "$TMPD/err")"
   [[ $SNIPPET_PATH == /* ]] || die "$EXIT_FAILED" "pvesm path $VOLID gave '$SNIPPET_PATH', not a path"
+  if [[ -n $ST_PATH && $SNIPPET_PATH != "${ST_PATH%/}/"* ]]; then
+    die "$EXIT_FAILED" "pvesm path $VOLID gave $SNIPPET_PATH, which is not on storage '$STORAGE' ($ST_PATH)"
+  fi
   if ((DRY_RUN)); then
-    say "dry run: would write the hookscript $SNIPPET_PATH ($VOLID): $src with its first line #!$VENV/bin/python3 -I, mode 0755"
+    if ((PACKAGE)); then
+      say "dry run: would write the hookscript $SNIPPET_PATH ($VOLID): $src as it is (#!/usr/bin/python3 -I), mode 0755"
+    else
+      say "dry run: would write the hookscript $SNIPPET_PATH ($VOLID): $src with its first line #!$VENV/bin/python3 -I, mode 0755"
+    fi
     return 0
   fi
   mkdir -p "$(dirname "$SNIPPET_PATH")"
   tmp=$(mktemp "$(dirname "$SNIPPET_PATH")/.$SNIPPET_NAME.XXXXXX")
   IFS= read -r first <"$src" || true
-  {
-    # -I: isolated, so modules in the snippets directory (or PYTHON* variables)
-    # can never stand in for the standard library or phoenix_hook.
-    printf '#!%s -I\n' "$VENV/bin/python3"
-    # Replace the source's shebang; a source without one keeps line 1.
-    if [[ $first == '#!'* ]]; then tail -n +2 "$src"; else cat "$src"; fi
-  } >"$tmp"
+  if ((PACKAGE)); then
+    cat "$src" >"$tmp"          # the package's own: #!/usr/bin/python3 -I
+  else
+    {
+      # -I: isolated, so modules in the snippets directory (or PYTHON* variables)
+      # can never stand in for the standard library or phoenix_hook.
+      printf '#!%s -I\n' "$VENV/bin/python3"
+      # Replace the source's shebang; a source without one keeps line 1.
+      if [[ $first == '#!'* ]]; then tail -n +2 "$src"; else cat "$src"; fi
+    } >"$tmp"
+  fi
   chmod 0755 "$tmp"
   mv -f "$tmp" "$SNIPPET_PATH"
   say "hookscript $VOLID written to $SNIPPET_PATH"
@@ -491,76 +636,8 @@ install_settings() {
     return 0
   fi
   mkdir -p "$ETC"
-  cat >"$TMPD/conf" <<'EOF'
-# phoenix-hook settings. Every setting below is commented out and shows its
-# default: uncomment a line to change it. install.sh writes this file only
-# when none exists and never overwrites it; --uninstall keeps it.
-
-[phoenix-hook]
-# On a conflict at pre-start: enforce refuses the start, warn starts it with a WARNING line, off does not check.
-#mode = enforce
-# How long the ARP probes listen for an answer, in ms; rfc5227 uses the RFC's full timings (several seconds).
-#probe_timeout_ms = 1000
-# Hard limit for one hook run, in seconds: a start is never held longer.
-#deadline_s = 10
-# When the hook cannot check (bridge missing, no permission): allow the start, or refuse it.
-#on_error = allow
-# Where guest configs are read from (point it at a copy of the tree for tests).
-#pve_root = /etc/pve
-# This node's name in the cluster (default: this host's short name).
-#node =
-# One JSON line per decision is appended to this file.
-#log_file = /var/log/phoenix-hook/decisions.jsonl
-# Addresses never probed, comma-separated (e.g. VRRP/keepalived addresses).
-#ignore =
-# Address ranges your DHCP server hands out, comma-separated, e.g. 10.0.0.100-10.0.0.199.
-#dhcp_ranges =
-# Your DHCP server's lease files, comma-separated (dnsmasq, ISC dhcpd.leases, Kea CSV),
-# e.g. /var/lib/misc/dnsmasq.leases: read by phoenix-hook leases, audit and locate.
-#dhcp_leases =
-# Where hooks record the addresses of guests starting right now (tmpfs, cleared at boot).
-#run_dir = /run/phoenix-hook
-# After a start, announce the guest's static addresses to the LAN (gratuitous ARP, unsolicited NA).
-#announce = true
-
-# phoenix-hook watch (install.sh --watch): ongoing conflict detection after the start.
-#[watch]
-# One JSON line per event.
-#log_file = /var/log/phoenix-hook/watch.jsonl
-# Re-read changed guest configs this often (seconds); SIGHUP (systemctl reload) re-reads at once.
-#reload_s = 10
-# Re-probe a device seen holding a guest's address this often; when it no longer answers: resolved.
-#verify_s = 60
-# One alert per (address, MAC) in this many seconds.
-#alert_interval_s = 3600
-# At most this many alerts a minute in all; one summary line for the rest.
-#max_alerts_per_minute = 10
-# PVE notifications (PVE 8.1+): auto (where PVE::Notify loads) | pve | off.
-#notify = auto
-# POST each event as JSON to this URL (empty: off); timeout per try in seconds.
-#webhook_url =
-#webhook_timeout_s = 5
-# Prometheus textfile for node_exporter, e.g. /var/lib/prometheus/node-exporter/phoenix-hook.prom (empty: off).
-#metrics_file =
-# MACs never reported (VRRP virtual MACs, proxy ARP), comma-separated.
-#ignore_macs =
-
-# Reading guests through the API instead of /etc/pve (for use off the node):
-#[api]
-#host = pve1.example.com
-#port = 8006
-#user = phoenix@pve
-#token_name = audit
-# the token secret alone, in a file readable by root only (mode 600)
-#token_file = /etc/phoenix-hook/api-token
-#verify_ssl = true
-#timeout = 5
-
-# Settings for one guest: a [guest:VMID] section overrides the keys above.
-#[guest:951]
-#mode = warn
-#probe_timeout_ms = rfc5227
-EOF
+  [[ -f $CONF_SRC ]] || die "$EXIT_FAILED" "$CONF_SRC is missing; run install.sh from a complete checkout"
+  cp "$CONF_SRC" "$TMPD/conf"
   chmod 0644 "$TMPD/conf"
   mv -f "$TMPD/conf" "$CONF"
   say "wrote the default settings file $CONF"
@@ -593,10 +670,14 @@ install_logrotate() {
 # The watch service and the PVE notification templates (--watch).
 install_watch() {
   local src=$REPO_DIR/systemd/$UNIT tdir=$REPO_DIR/phoenix_hook/watch/templates f unit=$SYSTEMD_DIR/$UNIT
-  [[ -f $src ]] || die "$EXIT_FAILED" "$src is missing; run install.sh from a complete checkout"
+  # The package ships the unit (ExecStart=/usr/bin/phoenix-hook watch) and the templates.
+  if ((PACKAGE)); then src=$PKG_UNIT tdir=$PKG_SHARE/templates; fi
+  [[ -f $src ]] || die "$EXIT_FAILED" "$src is missing; run install.sh from a complete checkout (or reinstall the package)"
   command -v systemctl >/dev/null 2>&1 ||
     die "$EXIT_FAILED" "--watch needs systemd ('systemctl' not found)"
-  if ((DRY_RUN)); then
+  if ((PACKAGE)); then
+    :
+  elif ((DRY_RUN)); then
     say "dry run: would write the watch service $unit (from $src, ExecStart=$BINDIR/phoenix-hook watch)"
   else
     mkdir -p "$SYSTEMD_DIR"
@@ -632,7 +713,14 @@ remove_watch() {
   local unit templates f
   unit=$(read_kv "$STATE/install" unit)
   templates=$(read_kv "$STATE/install" templates)
-  [[ -n $unit ]] || return 0
+  if [[ -z $unit && $(read_kv "$STATE/install" watch) == 1 ]]; then
+    # The package's unit: stopped and disabled; the file is the package's to remove.
+    if command -v systemctl >/dev/null 2>&1; then
+      change systemctl disable --now "$UNIT" || warn "systemctl disable --now $UNIT failed"
+      done_say "stopped and disabled the watch service $UNIT (the package keeps its unit file)"
+    fi
+  fi
+  [[ -n $unit ]] || unit=/nonexistent
   if [[ -f $unit ]]; then
     if command -v systemctl >/dev/null 2>&1; then
       change systemctl disable --now "$UNIT" || warn "systemctl disable --now $UNIT failed; removing it anyway"
@@ -720,10 +808,10 @@ attach_guest() {
     fi
   fi
   write_lines "$state_file" "type=$G_KIND" "attached=$VOLID" "previous=$G_HOOK"
-  if ! change "$tool" set "$vmid" --hookscript "$VOLID"; then
+  if ! guest_set "$tool" "$vmid" --hookscript "$VOLID"; then
     rm -f "$state_file"
     [[ -z $G_HOOK ]] || rm -f "$CHAIN_DIR/$vmid.json"
-    warn "$tool set $vmid --hookscript $VOLID failed; $label $vmid unchanged"
+    warn "$label $vmid: $tool set --hookscript $VOLID failed ($SET_ERR); $label $vmid unchanged"
     FAILED=1
     return 0
   fi
@@ -753,27 +841,91 @@ attach_requested() {
   fi
 }
 
+# The package replaces a venv install: once the snippet runs Debian's
+# python3, the venv and its command link (as recorded) are not needed.
+remove_old_venv() {
+  local prefix bindir venv link unit
+  [[ $(read_kv "$STATE/install" mode) != package ]] || return 0
+  prefix=$(read_kv "$STATE/install" prefix)
+  bindir=$(read_kv "$STATE/install" bindir)
+  unit=$(read_kv "$STATE/install" unit)
+  # The venv's watch unit would hide the package's (/etc/systemd/system comes first).
+  if [[ -n $unit && -f $unit ]]; then
+    change rm -f "$unit"
+    done_say "removed $unit (the package's $PKG_UNIT replaces it)"
+  fi
+  [[ -n $prefix ]] || return 0
+  venv=$prefix/venv link=${bindir:-$BINDIR}/phoenix-hook
+  if [[ -L $link && $(readlink "$link") == "$venv/"* ]]; then
+    change rm -f "$link"
+    done_say "removed $link (the package's /usr/bin/phoenix-hook replaces it)"
+  fi
+  if [[ -d $venv ]]; then
+    change rm -rf "$venv"
+    if ((!DRY_RUN)); then rmdir "$prefix" 2>/dev/null || true; fi
+    done_say "removed the venv $venv: the hookscript now runs the phoenix-hook package"
+  fi
+}
+
+# A snippet on storage that is not shared exists on this node only: a guest
+# attached here cannot start on, nor migrate to, a node without the same file
+# ("hookscript ... does not exist").  The cluster's nodes are the directories
+# of $PVE_ROOT/nodes (pmxcfs keeps one per node).
+warn_other_nodes() {
+  local others=() d
+  [[ $ST_SHARED == 1 || " nfs cifs cephfs glusterfs " == *" $ST_TYPE "* ]] && return 0
+  for d in "$PVE_ROOT"/nodes/*/; do
+    d=${d%/}; d=${d##*/}
+    [[ -d $PVE_ROOT/nodes/$d && $d != "$NODE" && $d != '*' ]] && others+=("$d")
+  done
+  ((${#others[@]})) || return 0
+  warn "storage '$STORAGE' is not shared: $VOLID exists on this node only, so the guests attached here cannot start on or migrate to $(printf '%s, ' "${others[@]}" | sed 's/, $//') until install.sh runs there too (with --storage $STORAGE), or use a shared storage"
+}
+
 do_install() {
   local watch_lines=()
   if ((!WATCH)) && [[ $(read_kv "$STATE/install" watch) == 1 ]]; then
     WATCH=1   # installed before: kept, and updated with the rest
   fi
-  install_venv
-  install_command
+  if ((PACKAGE)); then
+    say "the phoenix-hook package is installed: using its hookscript and Debian's python3 (no venv)"
+  else
+    install_venv
+    install_command
+  fi
   ensure_snippets_content
+  activate_storage
   install_snippet
   install_settings
-  install_logrotate
+  if ((PACKAGE)); then
+    remove_old_venv                              # the snippet above no longer runs it
+  else
+    install_logrotate                            # the package ships its own (a conffile)
+  fi
   if ((WATCH)); then
     install_watch
-    watch_lines=("watch=1" "unit=$SYSTEMD_DIR/$UNIT" "templates=$PVE_TEMPLATES")
+    if ((PACKAGE)); then
+      watch_lines=("watch=1" "templates=$PVE_TEMPLATES")   # the unit is the package's
+    else
+      watch_lines=("watch=1" "unit=$SYSTEMD_DIR/$UNIT" "templates=$PVE_TEMPLATES")
+    fi
   fi
-  write_lines "$STATE/install" "storage=$STORAGE" "volid=$VOLID" \
-    "snippet=$SNIPPET_PATH" "prefix=$PREFIX" "bindir=$BINDIR" "logrotate=$LOGROTATE_RULE" \
-    ${watch_lines[@]+"${watch_lines[@]}"}
-  convert_old_records
-  done_say "installed: $BINDIR/phoenix-hook -> $VENV/bin/phoenix-hook"
-  if ((${#ATTACH[@]})); then attach_requested; fi
+  if ((PACKAGE)); then
+    write_lines "$STATE/install" "mode=package" "storage=$STORAGE" "volid=$VOLID" "snippet=$SNIPPET_PATH" \
+      ${watch_lines[@]+"${watch_lines[@]}"}
+    convert_old_records
+    done_say "installed: hookscript $VOLID from the phoenix-hook package"
+  else
+    write_lines "$STATE/install" "mode=venv" "storage=$STORAGE" "volid=$VOLID" \
+      "snippet=$SNIPPET_PATH" "prefix=$PREFIX" "bindir=$BINDIR" "logrotate=$LOGROTATE_RULE" \
+      ${watch_lines[@]+"${watch_lines[@]}"}
+    convert_old_records
+    done_say "installed: $BINDIR/phoenix-hook -> $VENV/bin/phoenix-hook"
+  fi
+  if ((${#ATTACH[@]})); then
+    attach_requested
+    warn_other_nodes
+  fi
   if ((FAILED)); then exit "$EXIT_FAILED"; fi
   if ((${#SKIPPED[@]})); then
     say "not attached because they have another hookscript: ${SKIPPED[*]} (rerun with --chain to attach them anyway)"
@@ -800,14 +952,14 @@ restore_guest() {
   elif [[ $G_HOOK != "$VOLID" ]]; then
     say "$label $vmid no longer uses $VOLID (hookscript: ${G_HOOK:-none}); left as it is"
   elif [[ -n $prev ]]; then
-    if ! change "$tool" set "$vmid" --hookscript "$prev"; then
-      warn "$label $vmid: could not restore its hookscript $prev; it keeps phoenix-hook"
+    if ! guest_set "$tool" "$vmid" --hookscript "$prev"; then
+      warn "$label $vmid: could not restore its hookscript $prev ($SET_ERR); it keeps phoenix-hook"
       return 1
     fi
     done_say "$label $vmid: hookscript $prev restored"
   else
-    if ! change "$tool" set "$vmid" --delete hookscript; then
-      warn "$label $vmid: could not remove its hookscript; it keeps phoenix-hook"
+    if ! guest_set "$tool" "$vmid" --delete hookscript; then
+      warn "$label $vmid: could not remove its hookscript ($SET_ERR); it keeps phoenix-hook"
       return 1
     fi
     done_say "$label $vmid: hookscript removed (it had none before)"
@@ -834,21 +986,59 @@ detach_unrecorded() {
       if chain_matches "$vmid"; then prev=$(chain_value "$CHAIN_DIR/$vmid.json" volid); fi
       if [[ -n $prev ]]; then
         # Migrated here from the node that chained it: give it back its hookscript.
-        if change "$tool" set "$vmid" --hookscript "$prev"; then
+        if guest_set "$tool" "$vmid" --hookscript "$prev"; then
           change rm -f "$CHAIN_DIR/$vmid.json"
           done_say "$label $vmid: hookscript $prev restored (chained on another node)"
         else
-          warn "$label $vmid: could not restore its hookscript $prev; it keeps phoenix-hook"
+          warn "$label $vmid: could not restore its hookscript $prev ($SET_ERR); it keeps phoenix-hook"
           FAILED=1
         fi
-      elif change "$tool" set "$vmid" --delete hookscript; then
+      elif guest_set "$tool" "$vmid" --delete hookscript; then
         done_say "$label $vmid used $VOLID without a record (a clone?); hookscript removed"
       else
-        warn "$label $vmid: could not remove its hookscript $VOLID; it keeps phoenix-hook"
+        warn "$label $vmid: could not remove its hookscript $VOLID ($SET_ERR); it keeps phoenix-hook"
         FAILED=1
       fi
     done
   done
+}
+
+# "CT 201 (pve2), VM 300 (pve3)" from volid_refs lines on stdin.
+guest_list() {
+  awk '{ printf "%s%s %s (%s)", (NR > 1 ? ", " : ""), ($2 == "vm" ? "VM" : "CT"), $3, $1 } END { if (NR) print "" }'
+}
+
+# The snippet goes only when no guest that can reach this copy still names
+# it: on shared storage (NFS, CephFS, CIFS: one file for the whole cluster)
+# guests of other nodes may, and their next start would fail with
+# "hookscript ... does not exist".  Snapshots keep their hookscript line:
+# after a rollback the guest names the file again, so they are listed.
+remove_snippet() {
+  local snippet=$1 shared=0 refs users snaps restore_hint
+  if read_storage "$STORAGE"; then
+    [[ $ST_SHARED == 1 || " nfs cifs cephfs glusterfs " == *" $ST_TYPE "* ]] && shared=1
+  fi
+  refs=$(volid_refs "$VOLID")
+  ((shared)) || refs=$(printf '%s\n' "$refs" | awk -v n="$NODE" 'NF && $1 == n')
+  # This node's guests were all detached above (or nothing gets here); those of
+  # other nodes use this very file only when the storage is shared.
+  users=$(printf '%s\n' "$refs" | awk -v n="$NODE" 'NF && $1 != n && ($4 == "-" || $4 == "PENDING")' |
+    sort -u -k1,1 -k3,3n | guest_list)
+  if [[ -n $users ]]; then
+    say "kept the hookscript $snippet: storage '$STORAGE' is shared and guests of other nodes still use it: $users (run install.sh --uninstall on those nodes; the last one removes it)"
+    return 0
+  fi
+  change rm -f "$snippet"
+  done_say "removed the hookscript $snippet"
+  snaps=$(printf '%s\n' "$refs" | awk 'NF && $4 != "-" && $4 != "PENDING"' | sort -u -k1,1 -k3,3n -k4,4 |
+    awk '{ key = $1 " " $2 " " $3; if (key != last) { if (NR > 1) print line; line = key " " $4; last = key } else line = line "," $4 }
+         END { if (NR) print line }')
+  while read -r node kind vmid names; do
+    [[ -n $vmid ]] || continue
+    warn "$(label_for "$kind") $vmid (node $node): snapshot(s) $names still name $VOLID; after a rollback it cannot start until you run: $(tool_for "$kind") set $vmid --delete hookscript"
+  done <<<"$snaps"
+  restore_hint="pct set VMID --delete hookscript (qm set for a VM)"
+  say "backups made while a guest had $VOLID keep it too: after restoring one, run $restore_hint before starting it"
 }
 
 do_uninstall() {
@@ -873,21 +1063,22 @@ do_uninstall() {
   fi
 
   remove_watch
-  remove_watch
   snippet=$(read_kv "$STATE/install" snippet)
   [[ -n $snippet ]] || snippet=$(pvesm path "$VOLID" 2>/dev/null) || snippet=''
   if [[ -n $snippet && -f $snippet ]]; then
-    change rm -f "$snippet"
-    done_say "removed the hookscript $snippet"
+    remove_snippet "$snippet"
   fi
-  link=$BINDIR/phoenix-hook
-  if [[ -L $link && $(readlink "$link") == "$VENV/"* ]]; then
-    change rm -f "$link"
-    done_say "removed $link"
-  fi
-  if [[ -d $VENV ]]; then
-    change rm -rf "$VENV"
-    done_say "removed $VENV"
+  # A package install has no venv of its own: one at the default prefix is not ours.
+  if [[ $(read_kv "$STATE/install" mode) != package ]]; then
+    link=$BINDIR/phoenix-hook
+    if [[ -L $link && $(readlink "$link") == "$VENV/"* ]]; then
+      change rm -f "$link"
+      done_say "removed $link"
+    fi
+    if [[ -d $VENV ]]; then
+      change rm -rf "$VENV"
+      done_say "removed $VENV"
+    fi
   fi
   rule=$(read_kv "$STATE/install" logrotate)
   if [[ -n $rule && -f $rule ]]; then
@@ -901,8 +1092,17 @@ do_uninstall() {
     rmdir "$PREFIX" 2>/dev/null || true
     rmdir "$CHAIN_DIR" "$(dirname "$CHAIN_DIR")" 2>/dev/null || true   # records of other nodes' guests stay
   fi
+  if package_installed; then
+    say "the phoenix-hook package stays installed; remove it with: apt remove phoenix-hook"
+  fi
   say "kept $CONF (your settings) and the decision log (log_file, default /var/log/phoenix-hook/); remove them by hand if you want"
 }
 
+PACKAGE=0
+if package_installed && [[ -f $PKG_SHARE/hookscripts/phoenix-hook.py ]]; then
+  PACKAGE=1
+  HOOK_SRC=$PKG_SHARE/hookscripts/phoenix-hook.py
+  [[ -f $CONF_SRC ]] || CONF_SRC=$PKG_SHARE/conf/phoenix-hook.conf
+fi
 if ((UNINSTALL)); then do_uninstall; else do_install; fi
 exit 0

@@ -3,7 +3,9 @@
 
     sudo .venv/bin/python bench/bench_hook.py [--runs 21]
 
-Whole-process wall times (fork to exit) of:
+Whole-process wall times (fork to exit) and CPU times (user + system of the
+process, from wait4's rusage) of:
+  - Python's bare start-up (`python3 -c pass`, the same interpreter): the CPU yardstick
   - the hook's pre-start on a squatted address vs `arping -D -c 2 -w 2`
   - the hook on a free address, default settings (1000 ms) and probe_timeout_ms = 200,
     vs `arping -D -c 2 -w 2` (its usual call) on the same free address, and like for
@@ -15,6 +17,11 @@ The measuring half runs inside the lab's "PVE host" namespace (re-executed
 with `ip netns exec`), so no run pays for namespace entry and nothing ever
 touches this machine's own interfaces. Medians and ratios go to stdout and
 bench/results/hook.md.
+
+The hook runs as the Debian package runs it: Debian's /usr/bin/python3 (its
+own python3-netaddr), the checkout on PYTHONPATH; --python picks another.
+A venv's interpreter would also load its site-packages' .pth finders (an
+editable install costs every process ~15 ms), which flatters the ratio.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -65,44 +73,58 @@ def outer(args) -> int:
         lab.add_host("squat2", "10.0.0.153/24", mac=VENDOR_MAC)
         lab.wait_link_ready()
         p = lab.run(lab.pve, [sys.executable, os.path.abspath(__file__), "--inner", tmp,
-                              "--runs", str(args.runs)], timeout=3600)
+                              "--runs", str(args.runs), "--python", args.python], timeout=3600)
         sys.stderr.write(p.stderr)
         print(p.stdout, end="")
         return p.returncode
 
 
-def timed(argv, env) -> tuple[float, subprocess.CompletedProcess]:
+def timed(argv, env) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall ms, CPU ms, result): CPU is the child's user + system time (RUSAGE_CHILDREN delta)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     p = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd="/")
-    return (time.perf_counter() - t) * 1000, p
+    wall = (time.perf_counter() - t) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+    return wall, cpu, p
 
 
-def inner(tmp: str, runs: int) -> int:
+def inner(tmp: str, runs: int, py: str) -> int:
     base = {"PATH": "/sbin:/bin:/usr/sbin:/usr/bin", "LC_ALL": "C", "PYTHONPATH": REPO}
     env = {n: dict(base, PHOENIX_HOOK_CONF=f"{tmp}/{n}.conf") for n in ("default", "fast")}
-    py = sys.executable
     series: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
     windows: dict[str, list[float]] = {}
 
-    def add(name, ms):
+    def add(name, ms, cpu=None):
         series.setdefault(name, []).append(ms)
+        if cpu is not None:
+            cpus.setdefault(name, []).append(cpu)
+
+    def bare():
+        ms, cpu, p = timed([py, "-c", "pass"], env["default"])
+        if p.returncode != 0:
+            raise SystemExit(f"{py} -c pass: exit {p.returncode}: {p.stderr}")
+        add("python -c pass", ms, cpu)
 
     def hook(name, vmid, phase, cfg, expect):
-        ms, p = timed([py, HOOK, str(vmid), phase], env[cfg])
+        ms, cpu, p = timed([py, HOOK, str(vmid), phase], env[cfg])
         if p.returncode != expect:
             raise SystemExit(f"{name}: exit {p.returncode}, expected {expect}: {p.stdout}{p.stderr}")
-        add(name, ms)
+        add(name, ms, cpu)
         win = [int(x) for x in re.findall(r"no answer in (\d+) ms", p.stdout)]
         if win:
             windows.setdefault(name, []).append(max(win))
 
     def arping(name, ip, expect, count="2", window="2"):
-        ms, p = timed(["arping", "-D", "-c", count, "-w", window, "-I", "vmbr0", ip], base)
+        ms, cpu, p = timed(["arping", "-D", "-c", count, "-w", window, "-I", "vmbr0", ip], base)
         if p.returncode != expect:
             raise SystemExit(f"{name}: arping exit {p.returncode}, expected {expect}: {p.stdout}")
-        add(name, ms)
+        add(name, ms, cpu)
 
     for _ in range(runs):        # interleaved, so drift hits every series alike
+        bare()
         hook("hook squatted", 951, "pre-start", "default", 1)
         hook("hook squatted, vendor MAC", 953, "pre-start", "default", 1)
         arping("arping squatted", "10.0.0.151", 1)
@@ -134,15 +156,36 @@ def inner(tmp: str, runs: int) -> int:
         ("hook 4 NICs / 1 NIC (200 ms)", f"{med['hook 4 NICs (200 ms)']:.0f} / {med['hook 1 NIC (200 ms)']:.0f}",
          f"ratio {med['hook 4 NICs (200 ms)'] / med['hook 1 NIC (200 ms)']:.2f}", "ratio <= 1.2"),
     ]
+    cpu = {k: statistics.median(v) for k, v in cpus.items()}
+    bare_cpu = cpu["python -c pass"]
+
+    def cpu_row(label, key, goal=""):
+        return (label, f"{cpu[key]:.1f}", f"{cpu[key] / bare_cpu:.2f}x", goal)
+    cpu_rows = [
+        cpu_row("python3 -c pass (bare start-up)", "python -c pass"),
+        cpu_row("hook pre-start, squatted", "hook squatted", "<= 4x"),
+        cpu_row("hook pre-start, squatted, vendor MAC", "hook squatted, vendor MAC", "<= 4x"),
+        cpu_row("hook pre-start, free, 1000 ms", "hook free (1000 ms)", "<= 4x"),
+        cpu_row("hook pre-start, free, 200 ms", "hook free (200 ms)", "<= 4x"),
+        cpu_row("hook pre-start, 4 NICs (200 ms)", "hook 4 NICs (200 ms)", ""),
+        cpu_row("hook post-stop", "hook post-stop", ""),
+        cpu_row("arping -D -c 2 -w 2 squatted", "arping squatted", ""),
+    ]
+    version = subprocess.run([py, "-c", "import sys; print(sys.version.split()[0])"],
+                             capture_output=True, text=True).stdout.strip()
     out = [f"Hook benchmark, {runs} interleaved runs each, medians of whole-process wall time (ms)",
-           f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, namespace lab; command: "
-           f"sudo .venv/bin/python bench/bench_hook.py --runs {runs})", "",
+           f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, namespace lab, hook under {py} "
+           f"(Python {version}); command: sudo .venv/bin/python bench/bench_hook.py --runs {runs})", "",
            "| case | median ms | vs peer | goal |", "|---|---|---|---|"]
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    out += ["", "CPU (user + system) of the same runs, medians, against Python's bare start-up:", "",
+            "| case | median CPU ms | vs python3 -c pass | goal |", "|---|---|---|---|"]
+    out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in cpu_rows]
     out += ["", f"free (1000 ms): window median {statistics.median(windows['hook free (1000 ms)']):.0f} ms, "
             f"max total {max(series['hook free (1000 ms)']):.0f} ms; "
             f"squatted max {max(series['hook squatted']):.0f} ms",
-            "raw: " + json.dumps({k: [round(x) for x in v] for k, v in series.items()})]
+            "raw wall: " + json.dumps({k: [round(x) for x in v] for k, v in series.items()}),
+            "raw CPU: " + json.dumps({k: [round(x) for x in v] for k, v in cpus.items()})]
     text = "\n".join(out) + "\n"
     os.makedirs(os.path.join(REPO, "bench", "results"), exist_ok=True)
     with open(os.path.join(REPO, "bench", "results", "hook.md"), "w") as f:
@@ -154,10 +197,12 @@ def inner(tmp: str, runs: int) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=21)
+    ap.add_argument("--python", default="/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK)
+                    else sys.executable, help="interpreter the hook runs under (default: Debian's /usr/bin/python3)")
     ap.add_argument("--inner", metavar="TMP", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:
-        return inner(args.inner, args.runs)
+        return inner(args.inner, args.runs, args.python)
     return outer(args)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from phoenix_hook.records import dataclass, field
 
 from phoenix_hook.paths import SETTINGS_ENV as ENV_VAR
 from phoenix_hook.paths import settings_file

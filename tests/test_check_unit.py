@@ -512,7 +512,7 @@ def test_parse_bridge_vlans_reads_ranges_and_only_the_bridge_itself():
 
 def test_plan_uplinks_all_down_is_an_error_not_a_clear():
     """Power cut: the node is back, its switch is not. Only local guests would hear the probe."""
-    from dataclasses import replace
+    from phoenix_hook.records import replace
     g, n = nic0("bridge=vmbr0,ip=10.0.0.151/24")
     down = replace(link("vmbr0", BR0), uplinks=(("eno1", False), ("eno2", False)))
     r = plan_nic(g, n, S, facts(down))
@@ -530,7 +530,7 @@ def test_guest_ports_are_told_from_uplinks_by_pve_names():
 
 
 def test_plan_8021ad_vlan_aware_bridge_is_an_error_not_a_wrong_vlan_probe():
-    from dataclasses import replace
+    from phoenix_hook.records import replace
     g, n = nic0("bridge=vmbr0,ip=10.0.20.5/24,tag=20")
     qinq = replace(link("vmbr0", BR0, vf=True), vlan_protocol=0x88A8)
     r = plan_nic(g, n, S, facts(qinq))

@@ -1,9 +1,15 @@
 """hostnet.py: the host's own addresses and links (fib_trie parsed purely; /sys faked in tmp)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from phoenix_hook.net import hostnet, vendor
+
+REPO = Path(__file__).resolve().parents[1]
 
 # /proc/net/fib_trie of a PVE node with vmbr0 10.0.0.2/24, vmbr1 192.168.50.2/24 and a
 # /32 service address 10.0.5.5 on vmbr0; both tables list the same trie (kernel >= 4.x).
@@ -169,3 +175,55 @@ def test_vendor_unregistered_or_garbage():
     assert vendor.vendor("not a mac") is None
     assert vendor.describe("not a mac") == (None, "vendor unknown")
     assert vendor.describe("fc:ff:ff:00:00:00") == (None, "vendor unknown")   # no such OUI
+
+
+# /proc/net/route of that node (x86: the be32 addresses print byte-reversed): default
+# via 10.0.0.1 on vmbr0, the connected 10.0.0.0/24 and 192.168.50.0/24, a down route,
+# and a line too short to read.
+PROC_ROUTE = """\
+Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+vmbr0\t00000000\t0100000A\t0003\t0\t0\t0\t00000000\t0\t0\t0
+vmbr0\t0000000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+vmbr1\t0032A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+vmbr2\t0033A8C0\t00000000\t0000\t0\t0\t0\t00FFFFFF\t0\t0\t0
+vmbr3\t0034A8C0
+"""
+IF_INET6 = """\
+fd000000000000000000000000000002 05 40 00 80   vmbr0
+fe80000000000000be2411fffe000001 05 40 20 80   vmbr0
+00000000000000000000000000000001 01 80 10 80       lo
+fd000000000000000000000000000099 05 40 00 08   vmbr0
+"""
+
+
+@pytest.mark.skipif(__import__("sys").byteorder != "little", reason="the sample is x86's /proc/net/route")
+def test_parse_proc_route_on_link_routes_only():
+    assert hostnet.parse_proc_route(PROC_ROUTE) == [("vmbr0", "10.0.0.0/24"), ("vmbr1", "192.168.50.0/24")]
+
+
+def test_parse_if_inet6_networks():
+    assert hostnet.parse_if_inet6_networks(IF_INET6) == [("vmbr0", "fd00::/64"), ("vmbr0", "fe80::/64")]
+
+
+@given(st.text(max_size=300))
+def test_route_and_inet6_parsers_never_raise(text):
+    assert isinstance(hostnet.parse_proc_route("Iface\n" + text), list)
+    assert isinstance(hostnet.parse_if_inet6_networks(text), list)
+
+
+def test_ip_networks_are_what_ip_addr_says(lab):
+    """In a lab namespace: hostnet.ip_networks (from /proc) against `ip -j addr` (neigh.read_addresses)."""
+    import json
+    import sys
+    lab.add_host_address("10.0.0.2/24")
+    lab.add_host_address("192.168.77.9/28")
+    lab.add_host_address("fd00:77::2/64")
+    code = ("import json; from phoenix_hook.net import hostnet, neigh; "
+            "mine = sorted(str(n) for n in hostnet.ip_networks('vmbr0')); "
+            "ip = sorted({str(a.network) for a in neigh.read_addresses() if a.ifname == 'vmbr0'}); "
+            "print(json.dumps([mine, ip]))")
+    p = lab.run(lab.pve, [sys.executable, "-c", code], env={"PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert p.returncode == 0, p.stderr
+    mine, ip = json.loads(p.stdout)
+    assert "10.0.0.0/24" in mine and "192.168.77.0/28" in mine and "fd00:77::/64" in mine
+    assert mine == ip

@@ -1,8 +1,9 @@
 """install.sh, driven as a subprocess against a fake Proxmox VE node.
 
-`pct`, `qm`, `pvesm` and `pvesh` are small wrappers around
-tests/fake_pve/fake_pve.py: they log every call and answer from a directory
-of guest configs that `pct set` really changes.  The venv step uses
+`pct`, `qm`, `pvesm`, `pvesh` and `mountpoint` are small wrappers around
+tests/fake_pve/fake_pve.py: they log every call and answer, as strictly as
+PVE's own tools, from an /etc/pve-shaped directory of guest configs that
+`pct set` really changes (install.sh reads it as PHOENIX_PVE_ROOT).  The venv step uses
 tests/fake_pve/fake_python.py unless a test says otherwise, so these tests
 are fast and offline; test_real_venv_and_command_symlink builds a real venv.
 """
@@ -20,6 +21,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FAKES = Path(__file__).resolve().parent / "fake_pve"
 VOLID = "local:snippets/phoenix-hook.py"
+NODE = "fakenode"                                  # fake_pve.NODE: the node install.sh runs on
+KIND_DIR = {"lxc": "lxc", "qemu": "qemu-server"}
 ME = "phoenix-hook install: "
 STAND_IN_HOOK = "#!/usr/bin/env python3\nimport sys\nfrom phoenix_hook.hook import main\nsys.exit(main())\n"
 SETTING_KEYS = ("mode", "probe_timeout_ms", "deadline_s", "on_error", "pve_root",
@@ -39,17 +42,25 @@ def _wrapper(path, *argv):
 class Node:
     """A fake PVE node under tmp_path, and install.sh copied next to a hookscript."""
 
-    def __init__(self, tmp, content="iso,vztmpl,backup,snippets"):
+    def __init__(self, tmp, content="iso,vztmpl,backup,snippets", cluster=None, name=NODE):
+        """cluster: another Node whose /etc/pve tree (pmxcfs: configs of every node, storage
+        config, chain records) this node shares, as node `name`."""
         self.tmp = tmp
-        self.pve = tmp / "pve"
-        (self.pve / "lxc").mkdir(parents=True)
-        (self.pve / "qemu").mkdir()
-        self.storage = tmp / "storage" / "local"
+        self.name = name
+        self.pve = cluster.pve if cluster else tmp / "pve"
+        for d in KIND_DIR.values():
+            (self.pve / "nodes" / name / d).mkdir(parents=True, exist_ok=True)
+        self.storage = tmp / "storage" / "local"        # 'local' is this node's own directory
         (self.storage / "snippets").mkdir(parents=True)
-        self._write_storage({"local": {"type": "dir", "content": content, "path": str(self.storage)}})
+        if cluster:
+            data = json.loads((self.pve / "storage.json").read_text())
+            data["local"].setdefault("node_paths", {})[name] = str(self.storage)
+            self._write_storage(data)
+        else:
+            self._write_storage({"local": {"type": "dir", "content": content, "path": str(self.storage)}})
         self.bin = tmp / "bin"
         self.bin.mkdir()
-        for tool in ("pct", "qm", "pvesm", "pvesh", "systemctl"):
+        for tool in ("pct", "qm", "pvesm", "pvesh", "mountpoint", "systemctl"):
             _wrapper(self.bin / tool, sys.executable, FAKES / "fake_pve.py", self.pve, tool)
         self.python = tmp / "python-for-venv"
         # "$0" lets the fake know where it lives (the venv's bin after `-m venv`).
@@ -59,6 +70,8 @@ class Node:
         self.repo = tmp / "repo"
         (self.repo / "hookscripts").mkdir(parents=True)
         shutil.copy2(REPO / "install.sh", self.repo / "install.sh")
+        (self.repo / "conf").mkdir()
+        shutil.copy2(REPO / "conf" / "phoenix-hook.conf", self.repo / "conf" / "phoenix-hook.conf")
         src = REPO / "hookscripts" / "phoenix-hook.py"
         (self.repo / "hookscripts" / "phoenix-hook.py").write_text(
             src.read_text() if src.exists() else STAND_IN_HOOK)
@@ -70,10 +83,11 @@ class Node:
         self.prefix = tmp / "opt" / "phoenix-hook"
         self.bindir = tmp / "usr-local-bin"
         self.etc = tmp / "etc" / "phoenix-hook"
-        self.etc_pve = tmp / "etc-pve"                 # pmxcfs: the cluster-wide chain records
+        self.etc_pve = self.pve                         # pmxcfs: configs and the cluster-wide chain records
         self.chain = self.etc_pve / "phoenix-hook" / "chain"
         self.snippet = self.storage / "snippets" / "phoenix-hook.py"
         self.logrotate = tmp / "logrotate.d"           # never the machine's /etc/logrotate.d
+        self.pkg_unit = tmp / "lib-systemd-system" / "phoenix-hook-watch.service"   # the package's
         self.logrotate.mkdir()
         rule = REPO / "contrib" / "logrotate" / "phoenix-hook"
         if rule.exists():
@@ -87,18 +101,24 @@ class Node:
     def storage_content(self):
         return json.loads((self.pve / "storage.json").read_text())["local"]["content"]
 
-    def add_guest(self, vmid, hookscript=None, kind="lxc", mac=None, vmgenid=None):
+    def conf_path(self, vmid, kind="lxc", node=None):
+        return self.pve / "nodes" / (node or self.name) / KIND_DIR[kind] / f"{vmid}.conf"
+
+    def add_guest(self, vmid, hookscript=None, kind="lxc", mac=None, vmgenid=None, node=None, extra=(),
+                  snapshot_hook=None):
         mac = mac or mac_of(vmid)
         net = (f"net0: name=eth0,bridge=vmbr0,hwaddr={mac},ip=10.0.0.{vmid % 250}/24,type=veth" if kind == "lxc"
                else f"net0: virtio={mac},bridge=vmbr0,firewall=1")
-        lines = [f"hostname: guest{vmid}", "memory: 512", net]
+        lines = [f"hostname: guest{vmid}", "memory: 512", net, *extra]
         if vmgenid:
             lines.append(f"vmgenid: {vmgenid}")
         if hookscript:
             lines.append(f"hookscript: {hookscript}")
         # A snapshot section: what it says must never count as the current config.
-        lines += ["", "[before-upgrade]", "hookscript: local:snippets/from-snapshot.sh"]
-        (self.pve / kind / f"{vmid}.conf").write_text("\n".join(lines) + "\n")
+        lines += ["", "[before-upgrade]", f"hookscript: {snapshot_hook or 'local:snippets/from-snapshot.sh'}"]
+        path = self.conf_path(vmid, kind, node)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
 
     def add_snippet(self, name):
         path = self.storage / "snippets" / name
@@ -107,12 +127,34 @@ class Node:
         return path
 
     def hookscript(self, vmid, kind="lxc"):
-        for line in (self.pve / kind / f"{vmid}.conf").read_text().splitlines():
+        for line in self.conf_path(vmid, kind).read_text().splitlines():
             if line.startswith("["):
                 return None
             if line.startswith("hookscript: "):
                 return line.split(": ", 1)[1]
         return None
+
+    def lock(self, vmid, reason="backup", kind="lxc"):
+        """A `lock: REASON` line in the current config, as vzdump writes while it runs."""
+        path = self.conf_path(vmid, kind)
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join([f"lock: {reason}"] + lines) + "\n")
+
+    def add_storage(self, name, type_, content="snippets", active=True, mounted=True, **extra):
+        """Another storage; a file-based one gets its directory, mounted unless told otherwise."""
+        data = json.loads((self.pve / "storage.json").read_text())
+        cfg = {"type": type_, "content": content, "active": active, **extra}
+        if type_ in ("dir", "nfs", "cifs", "cephfs", "glusterfs", "btrfs"):
+            path = self.tmp / "storage" / name
+            (path / "snippets").mkdir(parents=True)
+            cfg["path"] = str(path)
+            if mounted:
+                mounts = self.pve / "mounts.json"
+                known = json.loads(mounts.read_text()) if mounts.exists() else []
+                mounts.write_text(json.dumps(known + [str(path)]))
+        data[name] = cfg
+        self._write_storage(data)
+        return Path(cfg["path"]) if "path" in cfg else None
 
     def fail(self, *prefixes):
         (self.pve / "fail.json").write_text(json.dumps([list(p) for p in prefixes]))
@@ -141,8 +183,10 @@ class Node:
             "PHOENIX_ETC": str(self.etc),
             "PHOENIX_LOGROTATE_DIR": str(self.logrotate),
             "PHOENIX_PYTHON": str(self.python),
-            "PHOENIX_PVE_ROOT": str(self.etc_pve),
+            "PHOENIX_PVE_ROOT": str(self.pve),
+            "PHOENIX_NODE": self.name,
             "PHOENIX_SYSTEMD_DIR": str(self.systemd),
+            "PHOENIX_PKG_UNIT": str(self.pkg_unit),
             "PHOENIX_PVE_TEMPLATES": str(self.templates),
         }
         env.update(extra)
@@ -361,7 +405,7 @@ def test_uninstall_restores_every_guest_and_removes_what_it_installed(node):
     node.add_guest(110, hookscript="local:snippets/backup.sh")
     ok(node.run("--attach", "101", "105", "107", "108", "--chain"))
     node.add_guest(106, hookscript=VOLID)          # a clone of an attached guest
-    (node.pve / "lxc" / "107.conf").unlink()       # destroyed since
+    node.conf_path(107).unlink()                   # destroyed since
     node.add_guest(108, hookscript="local:snippets/backup.sh")  # changed by the admin
     conf = node.etc / "phoenix-hook.conf"
     conf.write_text(conf.read_text() + "mode = warn\n")
@@ -406,10 +450,12 @@ def test_uninstall_keeps_everything_while_a_guest_still_uses_the_hook(node):
     node.add_guest(101)
     node.add_guest(102)
     ok(node.run("--attach", "101", "102"))
-    node.fail(["pct", "set", "101"])
+    node.lock(101)                                 # a backup of CT 101 is running
     node.forget_calls()
     r = ok(node.run("--uninstall"), code=1)
     assert node.hookscript(101) == VOLID and node.hookscript(102) is None
+    assert (ME + "CT 101: could not remove its hookscript (CT is locked (backup)); it keeps phoenix-hook"
+            in r.stderr.splitlines())
     assert node.snippet.exists() and (node.prefix / "venv").exists()
     assert (node.bindir / "phoenix-hook").is_symlink()
     assert sorted(p.name for p in (node.etc / "state" / "guests").iterdir()) == ["101"]
@@ -508,6 +554,220 @@ def test_real_venv_and_command_symlink(tmp_path):
     assert run.returncode == 0, run.stderr
 
 
+# --- with the Debian package installed ------------------------------------------
+PKG_SHEBANG = "#!/usr/bin/python3 -I\n"
+
+
+def package_share(node, status="installed"):
+    """A stand-in for /usr/share/phoenix-hook (and the package's watch unit, PHOENIX_PKG_UNIT in
+    node.env), and dpkg-query answering `status` for phoenix-hook."""
+    share = node.tmp / "usr-share-phoenix-hook"
+    (share / "hookscripts").mkdir(parents=True, exist_ok=True)
+    (share / "conf").mkdir(exist_ok=True)
+    shutil.copytree(REPO / "phoenix_hook" / "watch" / "templates", share / "templates", dirs_exist_ok=True)
+    node.pkg_unit.parent.mkdir(parents=True, exist_ok=True)
+    node.pkg_unit.write_text((REPO / "systemd" / UNIT).read_text().replace(
+        "ExecStart=/usr/local/bin/phoenix-hook", "ExecStart=/usr/bin/phoenix-hook"))
+    body = (REPO / "hookscripts" / "phoenix-hook.py").read_text().split("\n", 1)[1]
+    hook = share / "hookscripts" / "phoenix-hook.py"
+    hook.write_text(PKG_SHEBANG + body)
+    hook.chmod(0o755)
+    shutil.copy2(REPO / "conf" / "phoenix-hook.conf", share / "conf" / "phoenix-hook.conf")
+    # dpkg-query -W -f='${db:Status-Status}' phoenix-hook
+    (node.bin / "dpkg-query").write_text(
+        "#!/bin/sh\n[ \"$3\" = phoenix-hook ] && [ \"$2\" = '-f=${db:Status-Status}' ] || exit 64\n"
+        f"printf '%s' '{status}'\n")
+    (node.bin / "dpkg-query").chmod(0o755)
+    return share
+
+
+def test_with_the_package_there_is_no_venv_and_the_snippet_is_the_packages(node):
+    share = package_share(node)
+    node.add_guest(101)
+    r = ok(node.run("--attach", "101", PHOENIX_PKG_SHARE=str(share)))
+    assert [c for c in node.calls() if c[0] == "python"] == []
+    assert not node.prefix.exists() and not (node.bindir / "phoenix-hook").exists()
+    assert node.snippet.read_bytes() == (share / "hookscripts" / "phoenix-hook.py").read_bytes()
+    assert node.snippet.read_text().startswith(PKG_SHEBANG)
+    assert stat.S_IMODE(node.snippet.stat().st_mode) == 0o755
+    assert node.changes() == [set_hook(101)]
+    assert kv(node.etc / "state" / "install")["mode"] == "package"
+    assert "prefix" not in kv(node.etc / "state" / "install")
+    assert (node.etc / "phoenix-hook.conf").read_text() == (REPO / "conf" / "phoenix-hook.conf").read_text()
+    assert any("the phoenix-hook package is installed" in line for line in r.stdout.splitlines())
+
+
+@pytest.mark.parametrize("status", ["config-files", "not-installed", "half-configured"])
+def test_a_package_that_is_not_installed_means_the_venv_route(node, status):
+    share = package_share(node, status)
+    ok(node.run(PHOENIX_PKG_SHARE=str(share)))
+    assert (node.prefix / "venv").is_dir()
+    assert node.snippet.read_text().startswith(f"#!{node.prefix}/venv/bin/python3 -I\n")
+    assert kv(node.etc / "state" / "install")["mode"] == "venv"
+
+
+def test_the_package_replaces_an_earlier_venv_install(node):
+    node.add_snippet("backup.sh")
+    node.add_guest(101)
+    node.add_guest(105, hookscript="local:snippets/backup.sh")
+    ok(node.run("--attach", "101", "105", "--chain"))
+    assert (node.prefix / "venv").is_dir() and (node.bindir / "phoenix-hook").is_symlink()
+    chain = (node.chain / "105.json").read_text()
+    node.forget_calls()
+
+    share = package_share(node)
+    r = ok(node.run(PHOENIX_PKG_SHARE=str(share)))
+    assert node.changes() == []                       # same volid: the guests need no change
+    assert node.snippet.read_text().startswith(PKG_SHEBANG)
+    assert not node.prefix.exists() and not (node.bindir / "phoenix-hook").is_symlink()
+    assert (node.chain / "105.json").read_text() == chain
+    assert sorted(p.name for p in (node.etc / "state" / "guests").iterdir()) == ["101", "105"]
+    assert kv(node.etc / "state" / "install")["mode"] == "package"
+    assert any(line.startswith(ME + f"removed the venv {node.prefix / 'venv'}") for line in r.stdout.splitlines())
+
+
+def test_uninstall_with_the_package_detaches_and_leaves_the_package(node):
+    share = package_share(node)
+    node.add_guest(101)
+    ok(node.run("--attach", "101", PHOENIX_PKG_SHARE=str(share)))
+    (node.prefix / "venv").mkdir(parents=True)         # not ours: a package install has no venv
+    node.forget_calls()
+    r = ok(node.run("--uninstall", PHOENIX_PKG_SHARE=str(share)))
+    assert node.changes() == [delete_hook(101)]
+    assert not node.snippet.exists()
+    assert (node.prefix / "venv").is_dir()
+    assert (share / "hookscripts" / "phoenix-hook.py").exists()
+    assert ME + "the phoenix-hook package stays installed; remove it with: apt remove phoenix-hook" in r.stdout.splitlines()
+
+
+# --- install.sh on real clusters: storages, spaces, snapshots, locks ----------------
+def test_a_locked_guest_is_named_with_pves_reason_and_the_others_are_attached(node):
+    node.add_guest(101)
+    node.add_guest(102)
+    node.lock(101)
+    r = ok(node.run("--attach", "101", "102"), code=1)
+    assert node.hookscript(101) is None and node.hookscript(102) == VOLID
+    assert (ME + f"CT 101: pct set --hookscript {VOLID} failed (CT is locked (backup)); CT 101 unchanged"
+            in r.stderr.splitlines())
+    assert not (node.etc / "state" / "guests" / "101").exists()
+
+
+def test_qm_output_stays_out_of_ours(node):
+    node.add_guest(200, kind="qemu")
+    r = ok(node.run("--attach", "200", "--vms"))
+    assert node.hookscript(200, "qemu") == VOLID
+    assert all(line.startswith(ME) for line in (r.stdout + r.stderr).splitlines()), r.stdout
+
+
+def test_attach_all_on_a_node_without_guests(node):
+    r = ok(node.run("--attach", "all", "--vms"))
+    assert node.changes() == [] and "pct list failed" not in r.stderr
+
+
+def test_a_pending_hookscript_counts_as_the_guests(node):
+    """`pct config` merges pending values: a hookscript set while the CT ran is its hookscript."""
+    node.add_snippet("backup.sh")
+    node.add_guest(101)
+    path = node.conf_path(101)
+    path.write_text(path.read_text() + "\n[PENDING]\nhookscript: local:snippets/backup.sh\n")
+    r = ok(node.run("--attach", "101"), code=5)
+    assert node.changes() == []
+    assert "CT 101 already has hookscript local:snippets/backup.sh" in r.stdout
+
+
+def test_a_previous_hookscript_with_spaces_is_kept_whole(node):
+    spaced = "local:snippets/my hook.sh"
+    script = node.add_snippet("my hook.sh")
+    node.add_guest(105, hookscript=spaced)
+    ok(node.run("--attach", "105", "--chain"))
+    assert (record(node, 105)["volid"], record(node, 105)["path"]) == (spaced, str(script))
+    assert kv(node.etc / "state" / "guests" / "105")["previous"] == spaced
+    node.forget_calls()
+    ok(node.run("--uninstall"))
+    assert node.changes() == [set_hook(105, spaced)]
+    assert node.hookscript(105) == spaced
+
+
+def test_a_storage_that_cannot_hold_snippets_is_named_with_the_ones_that_can(node):
+    node.add_storage("local-lvm", "lvmthin", content="images,rootdir")
+    node.add_storage("nfs1", "nfs", content="backup")
+    node.add_storage("disabled1", "dir", disable=1)
+    node.add_guest(101)
+    r = ok(node.run("--storage", "local-lvm", "--attach", "101"), code=1)
+    assert r.stderr.splitlines()[-1] == (ME + "storage 'local-lvm' (lvmthin) cannot hold snippets; choose one "
+                                         "with --storage: local (dir), nfs1 (nfs)")
+    assert node.changes() == [] and node.hookscript(101) is None
+
+
+def test_an_inactive_storage_is_refused_before_anything_is_written(node):
+    share = node.add_storage("nfs1", "nfs", active=False)
+    node.add_guest(101)
+    r = ok(node.run("--storage", "nfs1", "--attach", "101"), code=1)
+    assert r.stderr.splitlines()[-1].startswith(ME + "storage 'nfs1' is not active on this node (pvesm status: inactive")
+    assert ["pvesm", "status", "--storage", "nfs1"] in node.calls()
+    assert not (share / "snippets" / "phoenix-hook.py").exists() and node.hookscript(101) is None
+
+
+def test_an_unmounted_share_is_refused(node):
+    share = node.add_storage("nfs1", "nfs", mounted=False)
+    node.add_guest(101)
+    r = ok(node.run("--storage", "nfs1", "--attach", "101"), code=1)
+    assert r.stderr.splitlines()[-1] == (ME + f"storage 'nfs1' (nfs) is not mounted at {share}: the hookscript "
+                                         "would land on this node's own disk and vanish under the mount; mount "
+                                         "it (pvesm status) and rerun")
+    assert not (share / "snippets" / "phoenix-hook.py").exists() and node.hookscript(101) is None
+
+
+def test_a_dir_storage_on_a_mount_point_must_be_mounted(node):
+    node.add_storage("usb", "dir", is_mountpoint="yes", mounted=False)
+    r = ok(node.run("--storage", "usb"), code=1)
+    assert "storage 'usb' (dir) is not mounted at" in r.stderr
+    ok(node.run())                                  # plain 'local' needs no mount
+
+
+def test_uninstall_keeps_a_shared_snippet_that_other_nodes_use(node):
+    share = node.add_storage("nfs1", "nfs")
+    volid = "nfs1:snippets/phoenix-hook.py"
+    node.add_guest(101)
+    ok(node.run("--storage", "nfs1", "--attach", "101"))
+    snippet = share / "snippets" / "phoenix-hook.py"
+    assert snippet.exists() and node.hookscript(101) == volid
+    node.add_guest(201, hookscript=volid, node="pve2")     # attached on node pve2, same file
+    node.add_guest(300, hookscript=volid, node="pve3", kind="qemu")
+    node.add_guest(202, node="pve2", snapshot_hook=volid)  # only a snapshot: not a user
+    r = ok(node.run("--uninstall"))
+    assert node.hookscript(101) is None
+    assert snippet.exists()
+    assert (ME + f"kept the hookscript {snippet}: storage 'nfs1' is shared and guests of other nodes still use "
+            "it: CT 201 (pve2), VM 300 (pve3) (run install.sh --uninstall on those nodes; the last one removes it)"
+            in r.stdout.splitlines())
+
+
+def test_uninstall_removes_a_shared_snippet_nobody_uses_and_names_snapshots(node):
+    share = node.add_storage("nfs1", "nfs")
+    volid = "nfs1:snippets/phoenix-hook.py"
+    node.add_guest(101)
+    ok(node.run("--storage", "nfs1", "--attach", "101"))
+    node.add_guest(202, node="pve2", snapshot_hook=volid)
+    r = ok(node.run("--uninstall"))
+    assert not (share / "snippets" / "phoenix-hook.py").exists()
+    assert (ME + f"CT 202 (node pve2): snapshot(s) before-upgrade still name {volid}; after a rollback it cannot "
+            "start until you run: pct set 202 --delete hookscript") in r.stderr.splitlines()
+
+
+def test_uninstall_names_this_nodes_snapshots_that_keep_the_hookscript(node):
+    node.add_guest(101, snapshot_hook=VOLID)
+    node.add_guest(102)
+    node.add_guest(201, node="pve2", snapshot_hook=VOLID)  # its node's own local: file, not ours
+    ok(node.run("--attach", "101", "102"))
+    r = ok(node.run("--uninstall"))
+    assert not node.snippet.exists()
+    assert r.stderr.splitlines() == [ME + f"CT 101 (node {NODE}): snapshot(s) before-upgrade still name {VOLID}; "
+                                     "after a rollback it cannot start until you run: pct set 101 --delete hookscript"]
+    assert any("backups made while a guest had" in line and "--delete hookscript" in line
+               for line in r.stdout.splitlines())
+
+
 # --- chain records: tied to the guest, cluster-wide -------------------------------
 def test_the_hook_reads_the_record_install_sh_writes(node):
     from phoenix_hook.pve import chain
@@ -523,7 +783,7 @@ def test_the_hook_reads_the_record_install_sh_writes(node):
 
 def test_a_guest_without_a_mac_or_vmgenid_is_not_chained(node):
     node.add_snippet("backup.sh")
-    (node.pve / "lxc" / "105.conf").write_text("hostname: bare\nhookscript: local:snippets/backup.sh\n")
+    node.conf_path(105).write_text("hostname: bare\nhookscript: local:snippets/backup.sh\n")
     r = ok(node.run("--attach", "105", "--chain"), code=1)
     assert "no NIC with a MAC and no vmgenid to tie the chain record to; not attached" in r.stderr
     assert node.changes() == [] and not (node.chain / "105.json").exists()
@@ -545,7 +805,7 @@ def test_chain_again_ties_the_record_to_the_guest_as_it_is_now(node):
     node.add_snippet("backup.sh")
     node.add_guest(105, hookscript="local:snippets/backup.sh")
     ok(node.run("--attach", "105", "--chain"))
-    conf = node.pve / "lxc" / "105.conf"
+    conf = node.conf_path(105)
     conf.write_text(conf.read_text().replace(mac_of(105), "BC:24:11:AB:CD:EF"))   # the admin's new MAC
     r = ok(node.run("--attach", "105", "--chain"))
     assert record(node, 105)["macs"] == ["bc:24:11:ab:cd:ef"]
@@ -572,15 +832,14 @@ def test_old_node_local_records_are_converted(node):
 def test_uninstall_after_a_migration_gives_the_guest_back_its_hookscript_on_its_new_node(tmp_path):
     """CT 105 was chained on node A and migrated to node B: A's --uninstall leaves the
     cluster-wide record; B's --uninstall restores the previous hookscript from it."""
-    a, b = Node(tmp_path / "a"), Node(tmp_path / "b")
-    b.etc_pve = a.etc_pve                                     # one pmxcfs for the cluster
-    b.chain = a.chain
+    a = Node(tmp_path / "a")
+    b = Node(tmp_path / "b", cluster=a, name="pve-b")           # one pmxcfs for the cluster
     for n in (a, b):
         n.add_snippet("backup.sh")
     a.add_guest(105, hookscript="local:snippets/backup.sh")
     ok(a.run("--attach", "105", "--chain"))
     ok(b.run())                                               # phoenix-hook installed on B too
-    (a.pve / "lxc" / "105.conf").rename(b.pve / "lxc" / "105.conf")   # pct migrate 105 B
+    a.conf_path(105).rename(b.conf_path(105))                  # pct migrate 105 B
     r = ok(a.run("--uninstall"))
     assert ME + "CT 105 no longer exists on this node; nothing to restore" in r.stdout.splitlines()
     assert (a.chain / "105.json").exists()
@@ -636,6 +895,26 @@ def test_a_venv_that_stays_broken_fails_with_one_line(node):
     r = ok(node.run(FAKE_IMPORT_FAILS="1"), code=1)
     assert r.stderr.splitlines()[-1] == (ME + f"{node.prefix / 'venv'}/bin/python3 -I cannot import phoenix_hook "
                                          f"even in a new venv: ModuleNotFoundError: No module named 'phoenix_hook'")
+
+
+def test_attach_on_storage_that_is_not_shared_names_the_other_nodes(node):
+    node.add_guest(101)
+    node.add_guest(201, node="pve2")
+    node.add_guest(301, node="pve3")
+    r = ok(node.run("--attach", "101"))
+    assert (ME + f"storage 'local' is not shared: {VOLID} exists on this node only, so the guests attached "
+            "here cannot start on or migrate to pve2, pve3 until install.sh runs there too (with --storage "
+            "local), or use a shared storage") in r.stderr.splitlines()
+    ok_alone = ok(Node(node.tmp / "single").run("--attach", "all"))
+    assert "is not shared" not in ok_alone.stderr              # a node without others says nothing
+
+
+def test_attach_on_shared_storage_does_not_warn(node):
+    node.add_storage("nfs1", "nfs")
+    node.add_guest(101)
+    node.add_guest(201, node="pve2")
+    r = ok(node.run("--storage", "nfs1", "--attach", "101"))
+    assert "is not shared" not in r.stderr
 
 
 # --- the logrotate rule ----------------------------------------------------------
@@ -833,3 +1112,43 @@ def test_watch_dry_run_says_it_and_changes_nothing(node):
     r = ok(node.run("--uninstall", "--dry-run"))
     assert systemctl_calls(node) == [] and (node.systemd / UNIT).exists()
     assert f"would run: systemctl disable --now {UNIT}" in r.stdout
+
+
+def test_watch_with_the_package_enables_its_unit_and_keeps_the_file(node):
+    share = package_share(node)
+    node.templates.mkdir(parents=True)
+    ok(node.run("--watch", PHOENIX_PKG_SHARE=str(share)))
+    assert not (node.systemd / UNIT).exists()                 # the package's unit, not a copy
+    assert systemctl_calls(node) == [["daemon-reload"], ["enable", UNIT], ["restart", UNIT]]
+    for name in TEMPLATES:
+        assert (node.templates / name).read_bytes() == (share / "templates" / name).read_bytes()
+    assert "unit" not in kv(node.etc / "state" / "install")
+    assert (node.logrotate / "phoenix-hook").exists() is False  # the package ships the rule
+    node.forget_calls()
+    r = ok(node.run("--uninstall", PHOENIX_PKG_SHARE=str(share)))
+    assert systemctl_calls(node) == [["disable", "--now", UNIT]]
+    assert node.pkg_unit.exists()
+    assert ME + f"stopped and disabled the watch service {UNIT} (the package keeps its unit file)" in r.stdout.splitlines()
+
+
+def test_the_package_replaces_a_venv_installs_watch_unit(node):
+    node.templates.mkdir(parents=True)
+    ok(node.run("--watch"))
+    assert (node.systemd / UNIT).exists()
+    share = package_share(node)
+    node.forget_calls()
+    r = ok(node.run(PHOENIX_PKG_SHARE=str(share)))          # watch=1 kept from the state
+    assert not (node.systemd / UNIT).exists()                 # it would hide the package's unit
+    assert systemctl_calls(node) == [["daemon-reload"], ["enable", UNIT], ["restart", UNIT]]
+    assert kv(node.etc / "state" / "install")["mode"] == "package"
+    assert any(f"removed {node.systemd / UNIT}" in line for line in r.stdout.splitlines())
+
+
+def test_dry_run_with_the_package_changes_nothing(node):
+    share = package_share(node)
+    node.add_guest(101)
+    before = _tree(node.tmp)
+    r = ok(node.run("--attach", "101", "--dry-run", PHOENIX_PKG_SHARE=str(share)))
+    assert _tree(node.tmp) == before and node.changes() == []
+    assert f"would write the hookscript {node.snippet} (local:snippets/phoenix-hook.py): " \
+           f"{share / 'hookscripts' / 'phoenix-hook.py'} as it is" in r.stdout

@@ -194,3 +194,15 @@ def test_a_mac_answering_for_many_addresses_is_flagged_suspicious(lab, pve, run_
     assert f"{SQUAT_MAC} has claimed 3 different addresses ({', '.join(ips)})" in note, note
     assert "mode = warn in [guest:953]" in note
     assert any("suspicious responder" in n for n in only_record(recs)["report"]["notes"])
+
+
+def test_a_mac_answering_outside_the_bridges_subnets_is_flagged(lab, pve, run_hook, responder):
+    """The bridge's networks come from /proc (hostnet.ip_networks), not `ip addr`: the note names them."""
+    lab.add_host_address("10.0.0.2/24")
+    pve.guest(951, nets={"net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:09:51,ip=10.77.0.5/24,type=veth"})
+    pve.settings(probe_timeout_ms=250)
+    responder(lab.add_host("liar", mac=SQUAT_MAC), "--iface", "eth0", "--ip", "10.77.0.5")
+    code, out, recs = run_hook(lab, 951)
+    assert code == 1, out
+    note = next(x for x in out.splitlines() if "suspicious responder" in x)
+    assert f"{SQUAT_MAC} answers for 10.77.0.5, outside every subnet of vmbr0 (10.0.0.0/24" in note, note

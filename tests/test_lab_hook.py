@@ -598,6 +598,29 @@ def test_other_phases_import_nothing_heavy(lab, pve, run_hook):
     assert not heavy, heavy
 
 
+@pytest.mark.parametrize("squat", [None, INTEL_MAC])
+def test_pre_start_imports_nothing_it_does_not_use(lab, pve, run_hook, squat):
+    """The CPU of a start is mostly imports (bench/bench_hook.py): a pre-start, clear or
+    refused with a vendor named, loads no module that only costs time (dataclasses and
+    inspect: records.py; socket.py and selectors: _socket; threading: _thread; ctypes;
+    subprocess and shutil: /proc instead of `ip`; netaddr itself: its data file)."""
+    pve.guest(951)
+    pve.settings(probe_timeout_ms=200)
+    if squat:
+        lab.add_host("rogue", "10.0.0.151/24", mac=squat)
+    code, out, recs = run_hook(lab, 951, env_extra={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert code == (1 if squat else 0), out
+    if squat:
+        assert "Intel Corporate" in out, out
+    lines = [x.rsplit("|", 1)[-1].strip() for x in out.splitlines() if x.startswith("import time:")]
+    assert "phoenix_hook.net.wire" in lines, out                     # the profile covered the probe
+    imported = set(lines[lines.index("site") + 1:])
+    unwanted = {"dataclasses", "inspect", "ast", "dis", "socket", "selectors", "threading", "ctypes",
+                "subprocess", "shutil", "netaddr", "importlib.util"}
+    heavy = {m for m in imported if m in unwanted or m.split(".")[0] in unwanted}
+    assert not heavy, heavy
+
+
 # A squatter that keeps announcing 10.0.0.151 in VLAN 30 (or untagged), asked or
 # not: the hook sees those frames on vmbr0 and must judge them by their VLAN.
 @pytest.mark.parametrize("guest_tag,squatter_vlan,conflict", [

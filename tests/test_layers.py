@@ -9,7 +9,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "phoenix_hook"
 # Bottom to top. Modules at the package root are placed by name.
-RANK = {"errors": 0, "paths": 0, "net": 1, "pve": 2, "checks": 3, "watch": 4,
+RANK = {"errors": 0, "paths": 0, "records": 0, "net": 1, "pve": 2, "checks": 3, "watch": 4,
         "settings": 5, "cli": 5, "hook": 5, "__main__": 6, "__init__": 6}
 
 
@@ -75,4 +75,4 @@ def test_layers_are_folders():
     for folder in ("net", "pve", "checks", "cli"):
         assert (PKG / folder / "__init__.py").is_file(), folder
     loose = sorted(p.stem for p in PKG.glob("*.py"))
-    assert set(loose) <= {"__init__", "__main__", "errors", "paths", "settings", "hook"}, loose
+    assert set(loose) <= {"__init__", "__main__", "errors", "paths", "records", "settings", "hook"}, loose

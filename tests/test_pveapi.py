@@ -465,10 +465,13 @@ def test_verify_ssl_false_warns_and_ca_file_is_passed_on(tmp_path, capsys):
     src = pveapi.ApiSource(api_settings(tmp_path, verify_ssl=False), warn=warned.append)
     src.guests()
     assert len(warned) == 1 and "verify_ssl = false" in warned[0] and "pve-root-ca.pem" in warned[0]
+    assert {c.request.req_kwargs["verify"] for c in responses.calls} == {False}
     ca = tmp_path / "pve-root-ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     src = pveapi.ApiSource(api_settings(tmp_path, verify_ssl=str(ca)), warn=warned.append)
-    assert src._client()._store["session"].auth.verify_ssl == str(ca)
+    src.node_addresses()
+    # What requests was asked to do, whichever proxmoxer (2.x, or Debian's 1.2) built the request.
+    assert responses.calls[-1].request.req_kwargs["verify"] == str(ca)
     assert len(warned) == 1
     with pytest.raises(pveapi.ApiSettingsError, match="no such CA file"):
         pveapi.ApiSource(api_settings(tmp_path, verify_ssl=str(tmp_path / "missing.pem")))
@@ -549,3 +552,43 @@ def test_pve_reason_phrase_and_param_errors_are_shown(tmp_path):
                        "GET cluster/resources")
     assert "400 Bad Request: Parameter verification failed." in str(e) and "enumeration" in str(e)
     assert "\n" not in str(e)
+
+
+@responses.activate
+def test_every_request_carries_the_timeout(tmp_path):
+    """proxmoxer 1.2 (Debian 12) passes no timeout to requests: a silent API would hang the command."""
+    serve(responses)
+    src = pveapi.ApiSource(api_settings(tmp_path, timeout=3.5), workers=2)
+    assert len(src.guests()) == 3
+    src.node_addresses()
+    assert len(responses.calls) == 5
+    assert {c.request.req_kwargs["timeout"] for c in responses.calls} == {3.5}
+
+
+def test_a_silent_api_ends_at_the_timeout(tmp_path):
+    """A loopback listener that accepts and never answers: one line, exit 3, within the timeout."""
+    import socket
+    import time
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    try:
+        src = pveapi.ApiSource(api_settings(tmp_path, host="127.0.0.1", port=srv.getsockname()[1],
+                                            timeout=0.5))
+        result = {}
+
+        def fetch():
+            try:
+                src.guests()
+            except Exception as exc:       # noqa: BLE001  (checked below)
+                result["exc"] = exc
+        t = time.monotonic()
+        th = threading.Thread(target=fetch, daemon=True)
+        th.start()
+        th.join(10)
+        assert not th.is_alive(), "GET cluster/resources was still waiting after 10 s"
+        assert time.monotonic() - t < 5
+        assert isinstance(result.get("exc"), pveapi.ApiError)
+        assert "did not answer GET cluster/resources within timeout = 0.5 s" in str(result["exc"])
+    finally:
+        srv.close()

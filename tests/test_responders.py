@@ -73,3 +73,20 @@ def test_ipv6_answers_count_too():
 def test_history_lines_never_raise(lines):
     for mac, ip in responders.parse_history(lines):
         assert isinstance(mac, str) and isinstance(ip, str)
+
+
+@given(st.lists(st.one_of(
+    st.builds(record, st.sampled_from(["10.0.0.151", "fd00::151"]), st.sampled_from([LIAR, HOLDER]),
+              st.sampled_from(["arp", "ndp", "host", "config"])),
+    st.just(json.dumps({"vmid": 2, "verdict": "clear", "report": {"nics": [{"ip": "10.0.0.9", "conflicts": []}]}})),
+    st.text(max_size=40)), max_size=12))
+def test_history_skips_lines_without_a_wire_conflict_unparsed_and_loses_nothing(lines):
+    """parse_history only parses lines naming "arp" or "ndp" (the decision log is read on every
+    refused start): the pairs are exactly those of parsing every line."""
+    every = []
+    for line in lines:
+        try:
+            every += responders.claims_in(json.loads(line))
+        except ValueError:
+            pass
+    assert responders.parse_history(lines) == every

@@ -187,7 +187,7 @@ def test_preflight_no_probe_needs_no_raw_sockets(tree, capsys, monkeypatch, tmp_
 
 def test_raw_access_asks_the_kernel(monkeypatch):
     """raw_access opens (and closes) a socket; it does not look at the uid."""
-    import socket
+    socket = wire.socket                   # the socket module wire uses (the C _socket)
 
     def denied(*a):
         raise PermissionError(1, "Operation not permitted")

@@ -6,7 +6,7 @@ Owners and flags come from owners.py (guest configs, this host, the nodes).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from phoenix_hook.records import dataclass, field
 
 from phoenix_hook.checks.owners import DUP, MISMATCH, Owners
 from phoenix_hook.net.scan import ip_int, ip_str

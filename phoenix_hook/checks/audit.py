@@ -22,7 +22,7 @@ differ from node to node, VLAN tags do not.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 from phoenix_hook.checks.addressing import address_problems, dhcp_pool
 from phoenix_hook.checks.report import printable

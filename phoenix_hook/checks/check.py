@@ -6,9 +6,9 @@ the host (hostnet), the wire (wire + probe) and the cluster's configs.
 """
 from __future__ import annotations
 
-import threading
+import _thread  # not threading: one loader thread needs none of it (1 ms of a hook run)
 import time
-from dataclasses import dataclass, field, replace
+from phoenix_hook.records import dataclass, field, replace
 
 from phoenix_hook.net import acd
 from phoenix_hook.pve.guest import Guest, Nic
@@ -264,15 +264,19 @@ def run_check(guests: list[Guest], settings, opts: Options, *, load_cluster=None
     if facts is None:
         facts = read_host_facts(interfaces_needed(guests))
     cluster_box: dict = {}
-    loader = None
+    loaded = None                              # a lock the loader releases when done
     if load_cluster is not None:
+        loaded = _thread.allocate_lock()
+        loaded.acquire()
+
         def _load():
             try:
                 cluster_box["guests"] = load_cluster()
             except Exception as exc:          # a warning source only; never decides
                 cluster_box["error"] = str(exc)
-        loader = threading.Thread(target=_load, daemon=True)
-        loader.start()
+            finally:
+                loaded.release()
+        _thread.start_new_thread(_load, ())    # never joined at exit, as a daemon thread
 
     results: dict[int, GuestResult] = {}
     groups: dict = {}                          # schedule timeout -> [(guest, Candidate)]
@@ -314,17 +318,17 @@ def run_check(guests: list[Guest], settings, opts: Options, *, load_cluster=None
         hits.update(_probe_group(items, timeout, facts, opts, results, wire_factory, probe, port_factory))
 
     cluster = []
-    if loader is not None:
+    if loaded is not None:
         # The other guests' configs only add warnings and names: they may
         # delay a decided answer a little, never up to the deadline (a hung
         # pmxcfs read would otherwise hold every start that long).
         budget = CLUSTER_WAIT_S
         if opts.deadline is not None:
             budget = min(budget, max(0.0, opts.deadline - time.monotonic()))
-        loader.join(budget if opts.stop_on_first else None)
+        finished = loaded.acquire(True, budget if opts.stop_on_first else -1)
         cluster = cluster_box.get("guests", [])
         why = cluster_box.get("error")
-        if loader.is_alive():
+        if not finished:
             why = f"not read within {budget:g} s"
         if why:
             for gr in results.values():

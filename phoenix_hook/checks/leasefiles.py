@@ -26,7 +26,7 @@ import calendar
 import ipaddress
 import re
 import time
-from dataclasses import dataclass, field
+from phoenix_hook.records import dataclass, field
 
 INFINITE_KEA = 0xFFFFFFFF          # Kea: valid_lifetime 4294967295 = infinite (Lease::INFINITY_LFT)
 

@@ -9,7 +9,7 @@ findings.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from phoenix_hook.records import dataclass, field
 
 from phoenix_hook.checks.leasefiles import Lease
 from phoenix_hook.pve.guest import static_addresses

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from phoenix_hook.records import dataclass, field
 
 from phoenix_hook.checks.leases import until_words
 from phoenix_hook.net.fdb import guest_port, port_of

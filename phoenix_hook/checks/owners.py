@@ -9,7 +9,7 @@ Used by `scan` (checks/answers.py) and `neigh`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 DUP, MISMATCH, UNCLAIMED = "DUP", "MAC-MISMATCH", "UNCLAIMED"
 FLAGS = (DUP, MISMATCH, UNCLAIMED)

@@ -10,7 +10,7 @@ addresses inside a DHCP pool.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 from phoenix_hook.checks.addressing import address_problems, dhcp_pool
 from phoenix_hook.checks.planread import (  # noqa: F401 (the plan API, re-exported)

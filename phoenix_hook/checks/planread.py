@@ -43,7 +43,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, replace
+from phoenix_hook.records import dataclass, replace
 
 from phoenix_hook.pve import conffile
 from phoenix_hook.pve.guest import RAW_TYPES, label_for, raw_ipv4, raw_nets

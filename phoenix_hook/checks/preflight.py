@@ -17,7 +17,7 @@ them from the host bridge, as the hookscript would at pre-start.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from phoenix_hook.records import dataclass, field
 
 from phoenix_hook.checks.report import Finding, GuestResult, NicResult, Report, table
 

@@ -5,7 +5,7 @@ The JSON shape is a contract (README "JSON output"); keep keys stable.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from phoenix_hook.records import dataclass, field
 
 from phoenix_hook.pve.guest import label_for
 

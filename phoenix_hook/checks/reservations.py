@@ -26,7 +26,7 @@ import io
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 from phoenix_hook.checks.report import printable
 from phoenix_hook.pve.guest import Guest, label_for

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
+from phoenix_hook.records import replace
 
 from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings
 

@@ -11,11 +11,11 @@ so a typo is caught before the next guest start. Exit 0 valid, 2 mistakes.
 from __future__ import annotations
 
 import configparser
-import dataclasses
 import json
 import os
 import sys
 
+from phoenix_hook import records
 from phoenix_hook.cli.main import UsageError
 
 _SECRET_KEYS = ("token_value", "password", "secret")
@@ -91,7 +91,7 @@ def in_force(s, cp) -> list[dict]:
     from phoenix_hook import settings as st
     own = cp[st.SECTION] if cp is not None and cp.has_section(st.SECTION) else {}
     rows = []
-    for f in dataclasses.fields(s):
+    for f in records.fields(s):
         if f.name not in st.KNOWN_KEYS:
             continue
         in_file, used = f.name in own and own[f.name].strip(), False
@@ -124,7 +124,7 @@ def _watch_in_force(s, cp) -> list[dict]:
         return []
     own = cp[st.WATCH_SECTION]
     rows = []
-    for f in dataclasses.fields(s.watch):
+    for f in records.fields(s.watch):
         in_file, used = f.name in own, False
         if in_file:
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 from phoenix_hook.checks.grid import grid, sgr
 from phoenix_hook.checks.owners import DUP, MISMATCH, UNCLAIMED

@@ -7,7 +7,7 @@ frames to send and when to wake up. It never touches a socket or a clock.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from phoenix_hook.records import dataclass, field, replace
 
 from phoenix_hook.net import arp, ndp
 

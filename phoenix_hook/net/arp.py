@@ -8,7 +8,7 @@ quads, the way an admin reads them in `ip neigh`.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800

@@ -20,7 +20,7 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 _GUEST_PORT = re.compile(r"^(veth|tap|fwpr|fwln)(\d+)[ip](\d+)$")
 

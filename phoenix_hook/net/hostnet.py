@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 SYS_NET = "/sys/class/net"
 IFF_UP = 0x1
@@ -210,6 +210,67 @@ def local_ipv6() -> frozenset[tuple[str, str]]:
     text = _read("/proc/net/if_inet6") or ""
     return frozenset(parse_if_inet6(text))
 
+
+
+RTF_UP, RTF_GATEWAY = 0x1, 0x2
+
+
+def parse_proc_route(text: str) -> list[tuple[str, str]]:
+    """(interface, "a.b.c.d/nn") of every on-link IPv4 route in /proc/net/route. Pure.
+
+    On-link (up, no gateway, not the default route): the subnets the kernel
+    reaches directly through the interface, i.e. the prefixes of its
+    addresses (the kernel adds a route for each). Format per net/ipv4/
+    fib_trie.c fib_route_seq_show: "Iface Destination Gateway Flags RefCnt
+    Use Metric Mask ...", the addresses as a be32 printed as a host-order
+    hex number. Lines that cannot be read are skipped.
+    """
+    import ipaddress
+    import sys
+    out = []
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 8:
+            continue
+        try:
+            dest, gw, flags, mask = (int(f[i], 16) for i in (1, 2, 3, 7))
+            net = ipaddress.IPv4Network((int.from_bytes(dest.to_bytes(4, sys.byteorder), "big"),
+                                         bin(mask).count("1")), strict=False)
+        except (ValueError, OverflowError):
+            continue
+        if flags & RTF_UP and not flags & RTF_GATEWAY and gw == 0 and mask:
+            out.append((f[0], str(net)))
+    return out
+
+
+def parse_if_inet6_networks(text: str) -> list[tuple[str, str]]:
+    """(interface, "prefix/len") of every IPv6 address in /proc/net/if_inet6 (see
+    parse_if_inet6), its network by the prefix length the address was given. Pure."""
+    import ipaddress
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 6 or len(parts[0]) != 32:
+            continue
+        try:
+            addr = ipaddress.IPv6Address(bytes.fromhex(parts[0]))
+            plen, flags = int(parts[2], 16), int(parts[4], 16)
+            net = ipaddress.IPv6Network((addr, plen), strict=False)
+        except ValueError:
+            continue
+        if addr.is_loopback or addr.is_unspecified or flags & IFA_F_DADFAILED:
+            continue
+        out.append((parts[5], str(net)))
+    return out
+
+
+def ip_networks(ifname: str) -> list:
+    """The IPv4 and IPv6 networks on interface ifname, from /proc (what `ip addr`'s
+    prefixes say, without running ip: the hook names suspicious responders with them)."""
+    import ipaddress
+    nets = [n for dev, n in parse_proc_route(_read("/proc/net/route") or "") if dev == ifname]
+    nets += [n for dev, n in parse_if_inet6_networks(_read("/proc/net/if_inet6") or "") if dev == ifname]
+    return [ipaddress.ip_network(n) for n in dict.fromkeys(nets)]
 
 
 def parse_bridge_vlans(text: str, bridge: str) -> dict[int, bool] | None:

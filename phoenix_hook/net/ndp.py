@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 from phoenix_hook.net import arp
 from phoenix_hook.net.arp import mac_to_bytes, mac_to_str

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 # /proc/net/arp flags, include/uapi/linux/if_arp.h
 ATF_COM, ATF_PERM = 0x02, 0x04

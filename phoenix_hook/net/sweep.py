@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import time
-from dataclasses import dataclass, field
+from phoenix_hook.records import dataclass, field
 
 from phoenix_hook.errors import CannotCheck, UsageError
 from phoenix_hook.net import scan

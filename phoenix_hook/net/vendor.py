@@ -1,7 +1,8 @@
-"""Who made a MAC: netaddr's copy of the IEEE OUI registry.
+"""Who made a MAC: the IEEE OUI registry file that netaddr reads (or Debian's ieee-data).
 
-netaddr is imported here only, and only when a MAC has to be named, so a
-hook run that finds nothing never pays for it.
+The file is read directly, and only when a MAC has to be named, so a hook
+run that finds nothing never pays for it; netaddr itself is imported only
+when no file can be read.
 """
 from __future__ import annotations
 
@@ -14,16 +15,130 @@ def locally_administered(mac: str) -> bool:
         return False
 
 
+IEEE_DATA_OUI = "/usr/share/ieee-data/oui.txt"    # Debian's ieee-data, what python3-netaddr reads
+
+
 def vendor(mac: str) -> str | None:
     """The registered organisation for this MAC's OUI, or None."""
     if not mac or locally_administered(mac):
         return None
     try:
-        found = _from_index(mac)
-    except Exception:              # a damaged data file: ask netaddr itself
-        found = None
+        key = _oui_key(mac)
+    except ValueError:
+        return None                # not a MAC: "vendor unknown", never a traceback
+    found = _from_files(key)
     if found is not None:
         return found or None
+    return _from_netaddr(mac)
+
+
+def _oui_key(mac: str) -> bytes:
+    """b"3C-52-82": the OUI as the IEEE registry writes it."""
+    octets = mac.replace("-", ":").split(":")
+    if len(octets) != 6 or any(len(o) != 2 for o in octets):
+        raise ValueError(f"not a MAC address: {mac!r}")
+    int("".join(octets), 16)       # ValueError for a non-hex octet
+    return "-".join(octets[:3]).upper().encode()
+
+
+def _oui_files():
+    """(oui.txt, oui.idx or None) to try: netaddr's own, then Debian's ieee-data.
+
+    netaddr's directory is found as the import system would (the first
+    sys.path entry holding the package), without importing netaddr or
+    importlib.util (4 ms of a hook run's CPU).
+    """
+    import os
+    import sys
+    for entry in sys.path:
+        base = os.path.join(entry or ".", "netaddr")
+        if os.path.isfile(os.path.join(base, "__init__.py")):
+            yield os.path.join(base, "eui", "oui.txt"), os.path.join(base, "eui", "oui.idx")
+            break
+    yield IEEE_DATA_OUI, None
+
+
+def _from_files(key: bytes) -> str | None:
+    """The organisation of OUI `key` from the registry file itself.
+
+    Records in oui.txt start "3C-52-82   (hex)\t\tHewlett Packard". netaddr's
+    oui.idx ("<oui as int>,<offset>,<size>" lines) finds one without reading
+    the whole file, but only while it was built from that very oui.txt:
+    Debian's python3-netaddr 0.8 ships an index from 2021 and links oui.txt
+    to ieee-data's newer file, so its offsets land on other records (3C-52-82
+    read as "White"). An entry is therefore used only when the record it
+    points at carries the same OUI; otherwise the file is searched.
+    Returns "" when the OUI is not registered, None when no file is readable.
+    """
+    for txt, idx in _oui_files():
+        try:
+            found = _via_index(txt, idx, key) if idx else None
+            return found if found is not None else _search(txt, key)
+        except (OSError, ValueError):          # missing, unreadable or empty
+            continue
+    return None
+
+
+def _via_index(txt: str, idx: str, key: bytes) -> str | None:
+    try:
+        with open(idx, "rb") as f:
+            index = f.read()
+    except OSError:
+        return None
+    entry = b"%d," % int(key.replace(b"-", b""), 16)
+    if index.startswith(entry):
+        i = 0
+    else:
+        i = index.find(b"\n" + entry)
+        if i < 0:
+            return None
+        i += 1
+    end = index.find(b"\n", i)
+    try:
+        _oui, offset, size = (int(x) for x in index[i:end if end >= 0 else None].split(b","))
+    except ValueError:
+        return None
+    with open(txt, "rb") as f:
+        f.seek(offset)
+        record = f.read(min(size, 4096))
+    return _org(record, 0) if record.startswith(key + b" ") else None
+
+
+_TEXT: dict = {}                   # oui.txt mapped, by path: scan and neigh name many MACs
+
+
+def _search(txt: str, key: bytes) -> str:
+    """Search the whole file (5 MB, mapped: about 2 ms) for the OUI's "(hex)" line."""
+    data = _TEXT.get(txt)
+    if data is None:
+        import mmap
+        with open(txt, "rb") as f:
+            data = _TEXT[txt] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    # The IEEE writes three spaces before "(hex)": one pass for the exact
+    # line; a file spaced otherwise is searched for the OUI and a space.
+    needle = key + (b"   (hex)" if data.find(b"   (hex)", 0, 4096) >= 0 else b" ")
+    i = data.find(needle)
+    while i >= 0:
+        if i == 0 or data[i - 1:i] == b"\n":
+            org = _org(data, i)
+            if org is not None:
+                return org
+        i = data.find(needle, i + 1)
+    return ""
+
+
+def _org(data: bytes, start: int) -> str | None:
+    """The organisation on the "(hex)" line starting at `start`, or None if it is not one."""
+    end = data.find(b"\n", start)
+    line = data[start:end if end >= 0 else None]
+    head, sep, org = line.partition(b"(hex)")
+    if not sep or len(head.split()) != 1:
+        return None
+    return org.decode("utf-8", "replace").strip()
+
+
+def _from_netaddr(mac: str) -> str | None:
+    """netaddr's own lookup, when its data files could not be read directly."""
     try:
         from netaddr import EUI
         from netaddr.core import AddrFormatError, NotRegisteredError
@@ -31,45 +146,10 @@ def vendor(mac: str) -> str | None:
         return None
     try:
         return EUI(mac).oui.registration().org.strip() or None
-    except (AddrFormatError, NotRegisteredError, ValueError, IndexError, KeyError):
+    except (AddrFormatError, NotRegisteredError, ValueError, IndexError, KeyError, OSError):
         # AddrFormatError is not a ValueError: a string that is no MAC must
         # give "vendor unknown", not a traceback in the task log
         return None
-
-
-def _from_index(mac: str) -> str | None:
-    """One OUI straight from netaddr's own data files (eui/oui.idx, oui.txt).
-
-    `import netaddr.eui.ieee` builds an index of every OUI first (about
-    60 ms); the hook names one MAC with a start waiting, so it looks up just
-    that entry in the same files: oui.idx lines are "<oui as int>,<offset>,
-    <size>" into oui.txt, whose record starts "00-1B-21   (hex)\t\t<org>".
-    Returns "" when the OUI is not registered, None when netaddr is not
-    installed; raises when its files are missing or damaged (the caller
-    then asks netaddr itself).
-    """
-    import importlib.util
-    import os
-    spec = importlib.util.find_spec("netaddr")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    base = os.path.join(spec.submodule_search_locations[0], "eui")
-    octets = mac.replace("-", ":").split(":")
-    if len(octets) != 6 or any(len(o) != 2 for o in octets):
-        raise ValueError(f"not a MAC address: {mac!r}")
-    key = int("".join(octets[:3]), 16)
-    with open(os.path.join(base, "oui.idx"), "rb") as f:
-        idx = b"\n" + f.read()
-    i = idx.find(b"\n%d," % key)
-    if i < 0:
-        return ""
-    end = idx.find(b"\n", i + 1)
-    _key, offset, size = idx[i + 1:end if end > 0 else None].split(b",")
-    with open(os.path.join(base, "oui.txt"), "rb") as f:
-        f.seek(int(offset))
-        first = f.read(int(size)).decode("utf-8", "replace").splitlines()[0]
-    head, sep, org = first.partition("(hex)")
-    return org.strip() if sep else None
 
 
 def describe(mac: str) -> tuple[str | None, str]:

@@ -18,6 +18,11 @@ what failed and what to do: ApiSettingsError for what the local settings
 or token file got wrong (the CLI exits 2), ApiError for what the API or the
 network answered (exit 3). proxmoxer and requests are imported only here,
 and only when an ApiSource is built.
+
+Both proxmoxer 2.x (pip) and Debian 12's python3-proxmoxer 1.2 work: 1.2
+keeps AuthenticationError in backends.https, has no local backend (backend
+= local runs pvesh itself here, _Pvesh) and passes no timeout to requests
+(_bounded gives every request the configured one).
 """
 from __future__ import annotations
 
@@ -260,16 +265,17 @@ class ApiSource:
         """One proxmoxer client per thread: a requests.Session is not meant to be shared."""
         c = getattr(self._local, "client", None)
         if c is None:
-            from proxmoxer import ProxmoxAPI
-            try:
-                if self.backend == "local":
-                    c = ProxmoxAPI(backend="local", service="PVE", timeout=self.timeout)
-                else:
+            if self.backend == "local":
+                c = _Pvesh(self.timeout)
+            else:
+                from proxmoxer import ProxmoxAPI
+                try:
                     c = ProxmoxAPI(self.api["host"], port=self.port, user=self.api["user"],
                                    token_name=self.api["token_name"], token_value=self._secret,
                                    verify_ssl=self.verify, timeout=self.timeout, service="PVE")
-            except NotImplementedError as exc:     # proxmoxer's config_failure
-                raise ApiSettingsError(f"[api] in {self.where}: {exc}") from None
+                except NotImplementedError as exc:     # proxmoxer's config_failure
+                    raise ApiSettingsError(f"[api] in {self.where}: {exc}") from None
+                _bounded(c, self.timeout)
             self._local.client = c
         return c
 
@@ -293,7 +299,8 @@ class ApiSource:
         return data
 
     def _translate(self, exc: Exception, what: str) -> SourceError:
-        from proxmoxer.core import AuthenticationError, ResourceException
+        from proxmoxer.core import ResourceException
+        AuthenticationError = _authentication_error()
         who = f"{self.api.get('user')}!{self.api.get('token_name')}" if self.backend == "https" else "root"
         if isinstance(exc, ResourceException):
             code = exc.status_code
@@ -489,6 +496,79 @@ class ApiSource:
             return None
         return {str(v["volid"]) for v in (data if isinstance(data, list) else [])
                 if isinstance(v, dict) and v.get("volid")}
+
+
+def _authentication_error() -> type:
+    """proxmoxer's AuthenticationError: in core since 2.0, in backends.https in 1.x."""
+    try:
+        from proxmoxer.core import AuthenticationError
+    except ImportError:
+        try:
+            from proxmoxer.backends.https import AuthenticationError
+        except ImportError:
+            class AuthenticationError(Exception):  # noqa: N818  (matches nothing)
+                pass
+    return AuthenticationError
+
+
+def _bounded(client, timeout: float) -> None:
+    """Give every request of this client the timeout: proxmoxer 1.x passes none to requests
+    (2.x takes it from the auth), and a silent API would then hold the command forever."""
+    session = getattr(client, "_store", {}).get("session")
+    if session is None or not hasattr(session, "request"):
+        return
+    request = session.request
+
+    def bounded(method, url, *args, **kwargs):
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = timeout
+        return request(method, url, *args, **kwargs)
+    session.request = bounded
+
+
+class _Pvesh:
+    """backend = local: `pvesh get PATH -key value --output-format json` on this node.
+
+    What proxmoxer 2's local backend does (1.2 has none), with the child
+    killed when the timeout passes. A failure is proxmoxer's ResourceException
+    with the status pvesh printed ("500 ..."; 500 when it printed none), so
+    _translate and _is_gone treat both backends alike.
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+
+    def __call__(self, path: str):
+        return _PveshPath(self, "/" + path.lstrip("/"))
+
+
+class _PveshPath:
+    def __init__(self, pvesh: _Pvesh, path: str):
+        self.pvesh, self.path = pvesh, path
+
+    def get(self, **params):
+        import json
+        import subprocess
+        from proxmoxer.core import ResourceException
+        argv = ["pvesh", "get", self.path]
+        for key, value in params.items():
+            argv += [f"-{key}", str(value)]
+        argv += ["--output-format", "json"]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=self.pvesh.timeout,
+                           stdin=subprocess.DEVNULL)
+        if p.returncode != 0:
+            from http.client import responses as reasons
+            m = re.match(r"(\d{3}) +", p.stderr)
+            status = int(m.group(1)) if m else 500
+            reason = reasons.get(status, "Error")
+            message = _one_line(p.stderr[m.end():] if m else p.stderr, 120) or f"pvesh exited {p.returncode}"
+            if message.startswith(reason):
+                message = message[len(reason):].lstrip(": ") or reason
+            raise ResourceException(status, reason, message)
+        try:
+            return json.loads(p.stdout)
+        except ValueError:
+            return {"errors": p.stdout}
 
 
 def _is_gone(exc) -> bool:

@@ -23,7 +23,7 @@ MAX_LINE are cut, and what was cut is named in the section's `bad` list.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from phoenix_hook.records import dataclass, field
 
 from phoenix_hook.pve.values import WS, show
 

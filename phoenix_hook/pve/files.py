@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 from phoenix_hook.pve.conffile import MAX_CONFIG
 from phoenix_hook.pve.guest import Guest, parse_config

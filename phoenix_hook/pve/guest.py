@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field, replace
+from phoenix_hook.records import dataclass, field, replace
 
 from phoenix_hook.pve import conffile
 from phoenix_hook.pve import values as V

@@ -19,7 +19,7 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 TIMEOUT_S = 10
 

@@ -21,7 +21,7 @@ ignored addresses, or an address this host holds itself.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 from phoenix_hook.net import arp, ndp
 

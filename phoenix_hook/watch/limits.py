@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from phoenix_hook.records import dataclass, field
 
 SEND, REPEAT, CAPPED = "send", "repeat", "capped"
 WINDOW_S = 60.0

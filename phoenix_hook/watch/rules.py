@@ -17,7 +17,7 @@ in.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 from phoenix_hook.net import arp, ndp
 from phoenix_hook.watch.targets import Listen, Watched, WatchSet

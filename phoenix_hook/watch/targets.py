@@ -11,7 +11,7 @@ guest itself (also on another node, during and after a migration).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from phoenix_hook.records import dataclass, field
 
 from phoenix_hook.pve.guest import label_for
 
