@@ -7,7 +7,7 @@ tests/vmlab/test_vm_vlan.py.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from phoenix_hook.records import replace
 
 import pytest
 from hypothesis import given, strategies as st

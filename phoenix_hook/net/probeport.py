@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from phoenix_hook.records import dataclass
 
 from phoenix_hook.net import hostnet
 
