@@ -29,12 +29,16 @@ class Link:
     vlan_protocol: int = 0x8100   # a VLAN-aware bridge's tag: 802.1Q, or 802.1ad (0x88a8)
 
 
-def _read(path: str) -> str | None:
+def read_sys(path: str) -> str | None:
+    """A sysfs/procfs value, stripped; None when it is not there (or not readable)."""
     try:
         with open(path) as f:
             return f.read().strip()
     except OSError:
         return None
+
+
+_read = read_sys
 
 
 def link(name: str) -> Link | None:

@@ -98,12 +98,7 @@ class ProbePort:
 _count = 0
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
+_read = hostnet.read_sys
 
 
 COMMAND_WAIT_S = 10.0            # rtnl_lock can be busy while many guests start at once
