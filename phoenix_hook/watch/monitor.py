@@ -74,6 +74,7 @@ class Monitor:
         self.started = False
         self.watchdog_s = None
         self._index: dict = {}                      # interface -> ifindex at the last full look
+        self.ports: dict = {}                       # (bridge, VLAN) -> probeport.ProbePort while re-probing
         self._apply_watch_settings(settings)
 
     # -- saying things ---------------------------------------------------------------
@@ -238,6 +239,7 @@ class Monitor:
         for worker in (self.notify, self.webhook):
             if worker is not None:
                 worker.stop(0.3)
+        self.close_ports(keep=())
         self.wire.close()
         self.say("stopped", events.INFO)
 
@@ -305,25 +307,86 @@ class Monitor:
     # -- re-checking open conflicts ----------------------------------------------------
     def verify(self, now: float) -> None:
         def sendable(o):
+            if o.segment in self.listen.ports:
+                return self.port_for(o.segment) is not None
             path = self.listen.send.get(o.segment)
             return path is not None and path[0] in self.wire.names()
         for o in self.conflicts.due(now, sendable):
-            iface, tag = self.listen.send[o.segment]
-            link = self.links.get(iface)
-            if link is None:
-                continue
-            frame = probe_frame(o.family, o.ip, o.mac, link.mac, tag)
+            if o.segment in self.listen.ports:
+                port = self.ports.get(self.listen.ports[o.segment])
+                if port is None:
+                    continue
+                iface, tag, src = port.peer, None, port.mac      # untagged: the port is in the VLAN
+            else:
+                iface, tag = self.listen.send[o.segment]
+                link = self.links.get(iface)
+                if link is None:
+                    continue
+                src = link.mac
+            frame = probe_frame(o.family, o.ip, o.mac, src, tag)
             try:
                 self.wire.send(iface, frame)
             except WireError as exc:
                 self.once(f"tx-{iface}", f"cannot re-check conflicts on {iface}: {exc.strerror or exc}",
                           events.WARNING)
-        for o in self.conflicts.resolved(now):
+        gone = self.conflicts.resolved(now)
+        # A port stays only while a round of re-probes in its VLAN is under way; it is
+        # deleted before anything is said, so nothing outlives the round it served.
+        busy = {self.listen.ports.get(o.segment) for o in self.conflicts.open.values()
+                if o.round_start is not None}
+        self.close_ports(keep=busy)
+        for o in gone:
             self.limiter.forget(o.key)
             self.metrics_dirty = True
             if o.alerted and self.limiter.count_one(now):
                 for w in o.watched:
                     self.emit("resolved", w, o.mac, None, since=self.wall() - (now - o.first_seen))
+
+    # -- the temporary ports for VLANs the bridge itself is not in ----------------------
+    def port_for(self, segment):
+        """The open temporary port into segment's VLAN, opened now if need be; None (said once)
+        when it cannot be made. Its host end is listened on, its MACs are this host's."""
+        from phoenix_hook.net import probeport
+        key = self.listen.ports[segment]
+        port = self.ports.get(key)
+        if port is not None and port.broken() is None and port.peer in self.wire.names():
+            return port
+        if port is not None:
+            self._close_port(key)
+        bridge, vlan = key
+        try:
+            port = probeport.open_port(bridge, vlan)
+        except probeport.PortError as exc:
+            self.once(f"port-{bridge}-{vlan}", f"conflicts in VLAN {vlan} on {bridge} are reported but not "
+                      f"re-checked: {exc}", events.WARNING)
+            return None
+        try:
+            self.wire.add(port.peer)
+        except WireError as exc:
+            port.close()
+            self.once(f"port-{bridge}-{vlan}", f"conflicts in VLAN {vlan} on {bridge} are reported but not "
+                      f"re-checked: cannot listen on {port.peer}: {exc.strerror or exc}", events.WARNING)
+            return None
+        self.ports[key] = port
+        self.host_macs = self.host_macs | {port.mac} | set(hostnet.all_macs())
+        self._route_port(key, port)
+        return port
+
+    def _route_port(self, key, port) -> None:
+        # Answers to the port's probes come back to its host end, untagged.
+        segs = tuple(s for s, k in self.listen.ports.items() if k == key)
+        if segs:
+            self.listen.rx[(port.peer, None)] = segs
+
+    def _close_port(self, key) -> None:
+        port = self.ports.pop(key)
+        self.wire.remove(port.peer)
+        self.listen.rx.pop((port.peer, None), None)
+        port.close()
+
+    def close_ports(self, keep) -> None:
+        for key in [k for k in self.ports if k not in keep]:
+            self._close_port(key)
 
     # -- configs, host facts, interfaces -----------------------------------------------
     def reload(self) -> None:
@@ -406,9 +469,14 @@ class Monitor:
             if bridge not in listen.missing:
                 self.said.discard(("missing", bridge))
         self.listen = listen
+        for key, port in list(self.ports.items()):
+            if key in listen.ports.values():
+                self._route_port(key, port)
+            else:
+                self._close_port(key)
 
     def sync_interfaces(self) -> None:
-        want = set(self.listen.ifaces)
+        want = set(self.listen.ifaces) | {p.peer for p in self.ports.values()}
         for name in self.wire.names():
             index = hostnet.ifindex(name)
             if name not in want:

@@ -132,6 +132,9 @@ class Listen:
     send: dict = field(default_factory=dict)
     missing: tuple[str, ...] = ()           # bridges guests sit on that this host lacks (yet)
     notes: tuple[str, ...] = ()
+    # segment -> (bridge, VLAN) for a VLAN-aware bridge whose own VLAN list lacks the VLAN:
+    # re-probes go out through a temporary port in it (net/probeport.py), as the hook's do
+    ports: dict = field(default_factory=dict)
 
 
 def listen_plan(segments, links: dict, self_vlans: dict, vlan_devs: dict | None = None) -> Listen:
@@ -146,7 +149,8 @@ def listen_plan(segments, links: dict, self_vlans: dict, vlan_devs: dict | None 
     - tag N on a VLAN-aware bridge: tagged N on the bridge (the watch holds
       it promiscuous, so every VID reaches the host: br_handle_vlan in
       net/bridge/br_vlan.c), untagged where the bridge's own entry for N is
-      "Egress Untagged"; re-probes only where N is on the bridge itself;
+      "Egress Untagged"; re-probes on the bridge where N is on the bridge itself,
+      else through a temporary port in VLAN N (ports), plugged as PVE plugs a guest;
     - tag N where an uplink has its own VLAN device for N (an admin's eno1.N,
       vlan_devs: hostnet.vlan_devices()) and no vmbrXvN takes it: also tagged N
       on that uplink, since the kernel hands VLAN N's frames to eno1.N before
@@ -157,6 +161,7 @@ def listen_plan(segments, links: dict, self_vlans: dict, vlan_devs: dict | None 
     send: dict = {}
     missing: set[str] = set()
     notes: list[str] = []
+    ports: dict = {}
 
     def hear(iface, vlan, seg):
         rx.setdefault((iface, vlan), [])
@@ -183,8 +188,7 @@ def listen_plan(segments, links: dict, self_vlans: dict, vlan_devs: dict | None 
                 send[seg] = (bridge, vlan)
             else:
                 send[seg] = None
-                notes.append(f"VLAN {vlan} is not on {bridge} itself, so conflicts in it are reported "
-                             f"but not re-checked (bridge vlan add dev {bridge} vid {vlan} self)")
+                ports[seg] = (bridge, vlan)
         else:
             hear(bridge, vlan, seg)
             vname = f"{bridge}v{vlan}"
@@ -197,7 +201,7 @@ def listen_plan(segments, links: dict, self_vlans: dict, vlan_devs: dict | None 
                     hear(port, vlan, seg)
     ifaces = tuple(sorted({iface for iface, _vlan in rx}))
     return Listen(ifaces=ifaces, rx={k: tuple(v) for k, v in rx.items()}, send=send,
-                  missing=tuple(sorted(missing)), notes=tuple(notes))
+                  missing=tuple(sorted(missing)), notes=tuple(notes), ports=ports)
 
 
 def interfaces_to_read(segments) -> set[str]:

@@ -259,14 +259,21 @@ def job_script(argv, cwd: str, env: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def qemu_argv(image: Path, initramfs: Path, io_dir: Path, memory_mb: int, cpus: int) -> list[str]:
-    return [QEMU, "-accel", "tcg", "-cpu", "max", "-M", "pc", "-m", str(memory_mb), "-smp", str(cpus),
+def qemu_argv(image: Path, initramfs: Path, io_dir: Path, memory_mb: int, cpus: int,
+              work: str | None = None) -> list[str]:
+    argv = [QEMU, "-accel", "tcg", "-cpu", "max", "-M", "pc", "-m", str(memory_mb), "-smp", str(cpus),
             "-nodefaults", "-no-reboot", "-display", "none", "-nic", "none",
             "-kernel", str(image), "-initrd", str(initramfs),
             "-append", "console=ttyS0 panic=-1 quiet loglevel=3 mitigations=off",
             "-serial", f"file:{io_dir / 'console.log'}",
             "-virtfs", "local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap",
             "-virtfs", f"local,path={io_dir},mount_tag=io,security_model=none,multidevs=remap"]
+    if work and work != "/":
+        # The job's folder (the checkout) once more, mounted over its own path by init.sh after
+        # the VM's private tmpfs: a checkout under /tmp, /run or /var/tmp would be hidden else.
+        argv += ["-virtfs", f"local,path={work},mount_tag=work,security_model=none,readonly=on,"
+                            f"multidevs=remap"]
+    return argv
 
 
 class Running:
@@ -329,9 +336,11 @@ def start(argv, *, cwd: str = "/", env: dict[str, str] | None = None, timeout: f
     base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/tmp",
             "LC_ALL": "C", "PYTHONDONTWRITEBYTECODE": "1", "PHOENIX_IN_VM": "1"}
     (io_dir / "job.sh").write_text(job_script(argv, cwd, dict(base, **(env or {}))))
+    work = os.path.realpath(cwd)
+    (io_dir / "work_path").write_text(work if work != "/" else "")
     for stale in ("output", "rc", "console.log"):
         (io_dir / stale).unlink(missing_ok=True)
-    proc = subprocess.Popen(qemu_argv(image, initramfs, io_dir, memory_mb, cpus),
+    proc = subprocess.Popen(qemu_argv(image, initramfs, io_dir, memory_mb, cpus, work),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             preexec_fn=(lambda: os.nice(nice)) if nice > 0 else None)
     return Running(proc, io_dir, own_dir, timeout)

@@ -49,6 +49,13 @@ mount -t devpts devpts /newroot/dev/pts
 for d in /var/tmp /var/lock; do
     [ -d "/newroot$d" ] && [ ! -L "/newroot$d" ] && mount -t tmpfs -o mode=1777 tmpfs "/newroot$d"
 done
+# The job's folder (a checkout may sit under /tmp, /run or /var/tmp, now hidden by tmpfs):
+# its own share, mounted over its path (harness.py passes the path in work_path).
+if [ -s /newroot/run/vmlab/work_path ]; then
+    wp=$(cat /newroot/run/vmlab/work_path)
+    mkdir -p "/newroot$wp" 2>/dev/null
+    mount -t 9p -o "$opts,ro,cache=loose" work "/newroot$wp" || fail "mounting $wp over 9p failed"
+fi
 ip link set lo up
 echo "vmlab-init: root mounted $(cut -d' ' -f1 /proc/uptime) s"
 
