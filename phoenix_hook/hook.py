@@ -302,7 +302,7 @@ def _flag_responders(g, settings) -> None:
         from phoenix_hook.checks import responders
         from phoenix_hook.net import hostnet
         # The bridges' networks from /proc, not `ip -j addr`: no subprocess in a start.
-        subnets = {n.bridge: hostnet.ip_networks(n.bridge) for n in g.nics if n.bridge}
+        subnets = {b: hostnet.ip_networks(b) for b in {n.bridge for n in g.nics if n.bridge}}
         g.notes += responders.notes_for(g, responders.parse_history(_log_tail(settings.log_file)), subnets)
     except Exception:              # a hint only: never in the way of the verdict
         pass

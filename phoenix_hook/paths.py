@@ -28,7 +28,6 @@ def pve_root(environ=os.environ) -> str:
     chain records live, pve/chain.py): configparser only, not the whole settings.py.
     The rules are settings.py's, kept in step by a test: section [phoenix-hook], inline
     comments, an absolute path, a file others cannot write; else the default."""
-    import configparser
     import stat
     try:
         with open(settings_file(environ), encoding="utf-8") as f:
@@ -36,6 +35,14 @@ def pve_root(environ=os.environ) -> str:
             if st.st_uid not in (0, os.geteuid()) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
                 return DEFAULT_PVE_ROOT
             text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return DEFAULT_PVE_ROOT
+    # The usual file sets no pve_root (the shipped one has it commented out): then there is
+    # nothing to parse, and configparser stays unloaded on the quick phases.
+    if not any(line.lstrip().lower().startswith("pve_root") for line in text.splitlines()):
+        return DEFAULT_PVE_ROOT
+    import configparser
+    try:
         cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"),
                                        default_section="\0no-default", strict=False)
         try:
@@ -43,6 +50,6 @@ def pve_root(environ=os.environ) -> str:
         except configparser.ParsingError:
             pass                           # what could be read was read (settings.py does the same)
         v = cp.get("phoenix-hook", "pve_root", fallback="").strip()
-    except (OSError, UnicodeDecodeError, configparser.Error):
+    except configparser.Error:
         return DEFAULT_PVE_ROOT
     return v if v.startswith("/") else DEFAULT_PVE_ROOT

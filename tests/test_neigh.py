@@ -6,8 +6,8 @@ import json
 
 from hypothesis import given, strategies as st
 
-from phoenix_hook.net import neigh, scan
-from phoenix_hook.cli.neigh import rows_for
+from phoenix_hook.net import neigh
+from phoenix_hook.checks.answers import neigh_rows as rows_for
 from phoenix_hook.pve.guest import parse_config
 from phoenix_hook.checks import answers
 from phoenix_hook.checks.owners import DUP, MISMATCH, UNCLAIMED, Owners, guest_claims, host_claims, mac_claims

@@ -82,3 +82,37 @@ def silent(claims, net: ipaddress.IPv4Network, heard) -> list[Silent]:
 def exit_code(flag_lists) -> int:
     """0 nothing wrong, 1 a DUP or MAC-MISMATCH anywhere (as `check`: a conflict)."""
     return 1 if any(DUP in f or MISMATCH in f for f in flag_lists) else 0
+
+
+def flag_words(flags, mac_owner) -> str:
+    """The FLAGS cell of scan's and neigh's tables: the flags, and whose MAC it is."""
+    return " ".join(list(flags) + ([f"(MAC of {mac_owner})"] if mac_owner else []))
+
+
+# -- the neighbour table (`neigh`): the same owners and flags, one address space ----------
+def _dup_key(e) -> tuple:
+    """Which entries must agree on one MAC: the same address, and for a link-local one
+    (fe80::/10, 169.254.0.0/16) the same device too. Each link has its own link-local
+    space (RFC 4291 2.5.6, RFC 3927 2.1): fe80::1 on vmbr0 and on vmbr1 are two hosts."""
+    try:
+        link_local = ipaddress.ip_address(e.ip).is_link_local
+    except ValueError:
+        link_local = False
+    return (e.ip, e.dev) if link_local else (e.ip, None)
+
+
+def neigh_rows(entries, owners: Owners, vendor_of=lambda mac: None, include_unresolved=False):
+    """`neigh`: neighbour entries -> row dicts with owner and flags, sorted by family and address."""
+    macs_by_key: dict[tuple, set] = {}
+    for e in entries:
+        if e.mac:
+            macs_by_key.setdefault(_dup_key(e), set()).add(e.mac)
+    rows = []
+    for e in entries:
+        if e.mac is None and not include_unresolved:
+            continue
+        a = owners.attribute(e.ip, e.mac, macs_by_key.get(_dup_key(e), ()))
+        rows.append({"ip": e.ip, "family": e.family, "mac": e.mac, "dev": e.dev, "state": list(e.state),
+                     "vendor": vendor_words(e.mac, vendor_of) if e.mac else None, **a})
+    rows.sort(key=lambda r: (r["family"], ipaddress.ip_address(r["ip"]), r["dev"] or "", r["mac"] or ""))
+    return rows

@@ -68,7 +68,8 @@ class AuditFinding:
                 "detail": self.detail, "guests": [w.to_json() for w in self.guests]}
 
 
-def _where(g: Guest, key: str | None) -> Where:
+def where_of(g: Guest, key: str | None = None) -> Where:
+    """Where a finding points: the guest, and its NIC when key names one."""
     return Where(g.vmid, g.type, g.node, key, g.name, g.template)
 
 
@@ -88,9 +89,9 @@ def audit(guests: list[Guest], *, dhcp_ranges=(), node_ips=None, ignored=None) -
     gateways: dict = {}
     for g in guests:
         for e in g.errors:
-            out.append(AuditFinding("malformed", f"{g.label}: {e}", (_where(g, None),)))
+            out.append(AuditFinding("malformed", f"{g.label}: {e}", (where_of(g),)))
         for n in g.nics:
-            w = _where(g, n.key)
+            w = where_of(g, n.key)
             if n.error:
                 out.append(AuditFinding("malformed", f"{w.label}: {n.error}", (w,), mac=n.hwaddr))
                 continue
@@ -113,7 +114,7 @@ def audit(guests: list[Guest], *, dhcp_ranges=(), node_ips=None, ignored=None) -
         for n in g.nics:
             if n.error or not n.address:
                 continue
-            w = _where(g, n.key)
+            w = where_of(g, n.key)
             pool = dhcp_pool(n.address, dhcp_ranges)
             if pool:
                 out.append(AuditFinding("dhcp-pool", f"{w.label}: {n.address} is inside the DHCP pool "

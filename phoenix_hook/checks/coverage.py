@@ -14,7 +14,7 @@ Templates never start and are left out; so are guests without a static address
 """
 from __future__ import annotations
 
-from phoenix_hook.checks.audit import AuditFinding, Where
+from phoenix_hook.checks.audit import AuditFinding, where_of
 from phoenix_hook.paths import SNIPPET_NAME
 
 
@@ -38,10 +38,6 @@ def _static(g) -> list[str]:
     return [a for n in g.nics if not n.error for a in (n.address, n.address6) if a]
 
 
-def _where(g) -> Where:
-    return Where(g.vmid, g.type, g.node, None, g.name, g.template)
-
-
 def unprotected(guests) -> list[AuditFinding]:
     out = []
     for g in guests:
@@ -57,7 +53,7 @@ def unprotected(guests) -> list[AuditFinding]:
             why = f"it has no hookscript; attach: ./install.sh --attach {g.vmid}{vms}"
         out.append(AuditFinding("unprotected", f"{g.label} has static {shown} but nothing checks them "
                                 f"at start: {why}" + (f" (on node {g.node})" if g.node else ""),
-                                (_where(g),), ip=addrs[0]))
+                                (where_of(g),), ip=addrs[0]))
     return out
 
 
@@ -90,5 +86,5 @@ def missing_snippets(guests, nodes, listing) -> list[AuditFinding]:
                    f"copy the script to {storage} on {node}") + " or use a shared snippets storage"
             out.append(AuditFinding("hookscript-missing", f"{volid} does not exist on node {node}: "
                                     + "; ".join(parts) + f" ({fix})",
-                                    tuple(_where(g) for g in here + there)))
+                                    tuple(where_of(g) for g in here + there)))
     return out

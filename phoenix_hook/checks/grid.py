@@ -29,7 +29,9 @@ def _cells(row) -> list:
 
 def _wrap(text: str, width: int, indent: str = "") -> list[str]:
     width = max(width, 10)
-    return textwrap.wrap(text, width=width, subsequent_indent=indent, break_on_hyphens=False,
+    # Leading blanks are kept by textwrap and would push a word that fits past the edge
+    # (then cut in two); a cell's surrounding blanks mean nothing on a terminal.
+    return textwrap.wrap(text.strip(), width=width, subsequent_indent=indent, break_on_hyphens=False,
                          break_long_words=True) or [""]
 
 
@@ -57,7 +59,11 @@ def grid(header, rows, width: int | None = None, paint=None) -> list[str]:
     while keep < n - 1 and used + len(GAP) + widths[keep] <= width:
         used += len(GAP) + widths[keep]
         keep += 1
-    inline_detail = keep == n - 1 and width - used - len(GAP) >= MIN_DETAIL
+    # Findings stay beside the row only where every word of them fits there whole
+    # (continuation lines are indented 2); else they go under the row, where it is wider.
+    room = width - used - len(GAP)
+    longest = max((len(w) for r in table[1:] for f in r[-1] for w in f.split()), default=0)
+    inline_detail = keep == n - 1 and room >= MIN_DETAIL and longest <= room - 2
     lines = []
     for i, r in enumerate(table):
         head = [painted(j, r[j].ljust(widths[j]), r[j], i) for j in range(keep)]

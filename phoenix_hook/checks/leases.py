@@ -37,10 +37,6 @@ class LeaseRow:
                 "flags": list(self.flags)}
 
 
-def _label(g) -> str:
-    return f"{g.label} {g.name}" if g.name else g.label
-
-
 def rows(leases, guests) -> list[LeaseRow]:
     """One row per active lease: its owner (the guest whose static address it is, else
     the guest whose MAC took it) and flags STATIC-IP / GUEST. Templates own nothing."""
@@ -65,7 +61,7 @@ def rows(leases, guests) -> list[LeaseRow]:
         who = (by_ip and ([gn for gn in by_ip if gn not in strangers] or by_ip)[0]) or mine
         if who:
             row.guest, nic = who
-            row.owner, row.owner_vmid, row.owner_nic = _label(row.guest), row.guest.vmid, nic.key
+            row.owner, row.owner_vmid, row.owner_nic = row.guest.titled, row.guest.vmid, nic.key
         out.append(row)
     return out
 

@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from phoenix_hook.checks.audit import AuditFinding, Where
+from phoenix_hook.checks.audit import AuditFinding, where_of
 from phoenix_hook.pve.guest import static_addresses
-
-
-def _where(g, nic_key) -> Where:
-    return Where(g.vmid, g.type, g.node, nic_key, g.name, g.template)
 
 
 def _counts(a) -> bool:
@@ -58,7 +54,7 @@ def drift(guest, ifaces) -> list[AuditFinding]:
         for family, want, mode in ((4, n.address, n.ip_mode), (6, n.address6, n.ip6_mode)):
             if mode != "static" or not want:
                 continue
-            w = _where(guest, n.key)
+            w = where_of(guest, n.key)
             fam = "IPv4" if family == 4 else "IPv6"
             iface = matched.get(n.key)
             if iface is None:
@@ -104,8 +100,8 @@ def duplicates(guest, ifaces, guests) -> list[AuditFinding]:
                 if (a.ip, g.vmid, n.key) in seen:
                     continue
                 seen.add((a.ip, g.vmid, n.key))
-                me = _where(guest, key)
-                other = _where(g, n.key)
+                me = where_of(guest, key)
+                other = where_of(g, n.key)
                 where = f" ({iface.name})" if key else f" on {iface.name}, which is no netN of its config"
                 out.append(AuditFinding(
                     "duplicate-ip", f"{me.label}{where} holds {a.ip}, which is the configured address "

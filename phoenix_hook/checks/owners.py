@@ -27,10 +27,6 @@ class Claim:
     kind: str = "guest"        # "guest" | "host" | "node"
 
 
-def _label(g) -> str:
-    return f"{g.label} {g.name}" if g.name else g.label
-
-
 def guest_claims(guests, bridge: str | None = None, vlan: int | None = None, ipv6: bool = False):
     """Static addresses of every guest NIC (templates never run, so they claim nothing).
 
@@ -46,7 +42,7 @@ def guest_claims(guests, bridge: str | None = None, vlan: int | None = None, ipv
                 continue
             ips = [n.address] + ([n.address6] if ipv6 else [])   # address6: static ip6= only (guest.py)
             for ip in filter(None, ips):
-                out.append(Claim(ip=ip, owner=_label(g), vmid=g.vmid, nic=n.key, mac=n.hwaddr,
+                out.append(Claim(ip=ip, owner=g.titled, vmid=g.vmid, nic=n.key, mac=n.hwaddr,
                                  node=g.node))
     return out
 
@@ -57,7 +53,7 @@ def mac_claims(guests) -> dict[str, Claim]:
     for g in guests:
         for n in g.nics:
             if n.hwaddr and not g.template:
-                out.setdefault(n.hwaddr, Claim(ip="", owner=_label(g), vmid=g.vmid, nic=n.key,
+                out.setdefault(n.hwaddr, Claim(ip="", owner=g.titled, vmid=g.vmid, nic=n.key,
                                                mac=n.hwaddr, node=g.node))
     return out
 
@@ -111,17 +107,3 @@ class Owners:
             stranger = mac_owner.owner
         return {"owner": ", ".join(owners) or None, "owner_vmid": vmids[0] if vmids else None,
                 "owner_by": owner_by, "mac_owner": stranger, "flags": flags}
-
-
-def cluster_claims(settings, requested_source, **guest_filter):
-    """(guests, claims of guests and other nodes) from the chosen guest source."""
-    from phoenix_hook.errors import CannotCheck, SourceError
-    from phoenix_hook.pve import sources
-    source, guests = sources.read_guests(settings, requested_source)
-    try:
-        nodes = sources.node_addresses(source)
-    except SourceError as exc:
-        raise CannotCheck(str(exc)) from None
-    claims = guest_claims(guests, **guest_filter)
-    claims += node_claims([(name, ip) for ip, name in nodes.items()], settings.node)
-    return guests, claims

@@ -121,10 +121,7 @@ def nic_order(nic: str) -> tuple[int, int]:
 
 # -- values ---------------------------------------------------------------------
 
-def _show(value) -> str:
-    """A plan value for a message: repr (escapes newlines and odd characters), shortened."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+from phoenix_hook.pve.values import show as _show  # noqa: E402 (a plan value for a message)
 
 
 def _err(origin: str, where: str, what: str) -> PlanError:

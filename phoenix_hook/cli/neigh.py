@@ -35,37 +35,9 @@ def add_parser(sub):
     return p
 
 
-def _dup_key(e) -> tuple:
-    """Which entries must agree on one MAC: the same address, and for a link-local one
-    (fe80::/10, 169.254.0.0/16) the same device too. Each link has its own link-local
-    space (RFC 4291 2.5.6, RFC 3927 2.1): fe80::1 on vmbr0 and on vmbr1 are two hosts."""
-    try:
-        link_local = ipaddress.ip_address(e.ip).is_link_local
-    except ValueError:
-        link_local = False
-    return (e.ip, e.dev) if link_local else (e.ip, None)
-
-
-def rows_for(entries, owners: Owners, vendor_of=lambda mac: None, include_unresolved=False):
-    """Pure: neighbour entries -> row dicts with owner and flags, sorted by family and address."""
-    macs_by_key: dict[tuple, set] = {}
-    for e in entries:
-        if e.mac:
-            macs_by_key.setdefault(_dup_key(e), set()).add(e.mac)
-    rows = []
-    for e in entries:
-        if e.mac is None and not include_unresolved:
-            continue
-        a = owners.attribute(e.ip, e.mac, macs_by_key.get(_dup_key(e), ()))
-        rows.append({"ip": e.ip, "family": e.family, "mac": e.mac, "dev": e.dev, "state": list(e.state),
-                     "vendor": answers.vendor_words(e.mac, vendor_of) if e.mac else None, **a})
-    rows.sort(key=lambda r: (r["family"], ipaddress.ip_address(r["ip"]), r["dev"] or "", r["mac"] or ""))
-    return rows
-
-
 def run(args) -> int:
     from phoenix_hook.net import neigh, vendor
-    from phoenix_hook.checks.owners import cluster_claims
+    from phoenix_hook.cli.scan import cluster_claims
     from phoenix_hook.cli.tables import columns
 
     settings = load_settings(args)
@@ -77,7 +49,7 @@ def run(args) -> int:
     addrs = neigh.read_addresses() or []
     claims += host_claims(settings.node, [(a.ip, a.mac) for a in addrs
                                          if not ipaddress.ip_address(a.ip).is_loopback])
-    rows = rows_for(entries, Owners(claims, mac_claims(guests)), vendor.vendor, args.all)
+    rows = answers.neigh_rows(entries, Owners(claims, mac_claims(guests)), vendor.vendor, args.all)
     if args.json:
         print(json.dumps({"source": source, "rows": rows}, indent=2))
     else:
@@ -85,7 +57,7 @@ def run(args) -> int:
         term = terminal()
         cells = [("IP", "MAC", "DEV", "STATE", "VENDOR", "OWNER", "FLAGS")]
         for r in rows:
-            flags = " ".join(r["flags"] + ([f"(MAC of {r['mac_owner']})"] if r["mac_owner"] else []))
+            flags = answers.flag_words(r["flags"], r["mac_owner"])
             cells.append((r["ip"], r["mac"] or "-", r["dev"] or "-", ",".join(r["state"]) or "-",
                           (r["vendor"] or "-")[:32], r["owner"] or "-", flags))
         print(f"{len(rows)} neighbours (from {source})")

@@ -19,12 +19,26 @@ import json
 import sys
 
 from phoenix_hook.checks import answers
-from phoenix_hook.checks.owners import (DUP, MISMATCH, UNCLAIMED, Owners, cluster_claims,
+from phoenix_hook.checks.owners import (DUP, MISMATCH, UNCLAIMED, Owners, guest_claims, node_claims,
                                         host_claims, mac_claims)
 from phoenix_hook.cli.main import UsageError, load_settings, need_raw_sockets
 from phoenix_hook.cli.tables import columns
 from phoenix_hook.net import arp, scan, sweep
 from phoenix_hook.pve import sources
+
+
+def cluster_claims(settings, requested_source, **guest_filter):
+    """(guests, claims of guests and other nodes) from the chosen guest source (scan, neigh):
+    the reading of the configs, at the edge; owners.py decides over them."""
+    from phoenix_hook.errors import CannotCheck, SourceError
+    source, guests = sources.read_guests(settings, requested_source)
+    try:
+        nodes = sources.node_addresses(source)
+    except SourceError as exc:
+        raise CannotCheck(str(exc)) from None
+    claims = guest_claims(guests, **guest_filter)
+    claims += node_claims([(name, ip) for ip, name in nodes.items()], settings.node)
+    return guests, claims
 
 
 def add_parser(sub):
@@ -68,16 +82,6 @@ def _check_options(args) -> None:
         raise UsageError(f"--vlan {args.vlan} is not a VLAN ID; use 1 to 4094")
 
 
-def _size(net, args) -> None:
-    sweep.check_size(net, args.yes, args.rate)
-
-
-def _owners(settings, bridge, vlan, local, requested_source=None):
-    guests, claims = cluster_claims(settings, requested_source, bridge=bridge, vlan=vlan)
-    claims += host_claims(settings.node, [(ip, mac) for ip, _dev, mac in local])
-    return claims, Owners(claims, mac_claims(guests)), bool(guests)
-
-
 class _Progress:
     """One self-overwriting line on stderr, for long sweeps on a TTY only."""
 
@@ -107,7 +111,7 @@ def run(args) -> int:
             net = scan.parse_cidr(args.cidr)
         except scan.ScanUsage as exc:
             raise UsageError(str(exc)) from None
-        _size(net, args)
+        sweep.check_size(net, args.yes, args.rate)
 
     def progress_factory(net, link, _sw):
         label = f"scan {net} on {link.name}"
@@ -154,9 +158,6 @@ def run(args) -> int:
 
 
 # -- output ---------------------------------------------------------------------
-_PAINT = {DUP: "31;1", MISMATCH: "31;1", UNCLAIMED: "33"}
-
-
 def csv_text(rows, quiet) -> str:
     import csv
     import io
@@ -170,13 +171,6 @@ def csv_text(rows, quiet) -> str:
     return buf.getvalue()
 
 
-def _flag_words(r) -> str:
-    words = list(r.flags)
-    if r.mac_owner:
-        words.append(f"(MAC of {r.mac_owner})")
-    return " ".join(words)
-
-
 def table(result, rows, quiet, color=False, width=None) -> str:
     vlan = f" VLAN {result['vlan']}" if result["vlan"] is not None else ""
     n_ips = len({r.ip for r in rows})
@@ -187,7 +181,8 @@ def table(result, rows, quiet, color=False, width=None) -> str:
     out = wrap_lines([head], width)
     if rows:
         cells = [("IP", "MAC", "VENDOR", "OWNER", "FLAGS")]
-        cells += [(r.ip, r.mac, (r.vendor or "-")[:32], r.owner or "-", _flag_words(r)) for r in rows]
+        cells += [(r.ip, r.mac, (r.vendor or "-")[:32], r.owner or "-",
+                   answers.flag_words(r.flags, r.mac_owner)) for r in rows]
         out += [""] + columns(cells, color, width)
     if quiet:
         out += ["", "Configured but silent (stopped, or not reachable here):"]

@@ -142,6 +142,11 @@ class Guest:
     def label(self) -> str:
         return label_for(self.type, self.vmid)
 
+    @property
+    def titled(self) -> str:
+        """"CT 951 embed-api": the label and, where it has one, the name."""
+        return f"{self.label} {self.name}" if self.name else self.label
+
     def describe(self, nic_key: str | None = None) -> str:
         """"template CT 910 (dashboard) net0 on node pve2": a guest named for a message."""
         kind = "template " if self.template else ""
