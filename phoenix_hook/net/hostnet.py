@@ -177,17 +177,13 @@ def local_ipv4() -> frozenset[str]:
 IFA_F_DADFAILED = 0x08
 
 
-def parse_if_inet6(text: str) -> dict[tuple[str, str], None]:
-    """(address, interface) of every IPv6 address in /proc/net/if_inet6. Pure.
-
-    Format per the kernel's net/ipv6/addrconf.c if6_seq_show: 32 hex digits
-    of address, then ifindex, prefix length, scope and flags in hex, then the
-    interface name. Loopback (::1) and addresses whose DAD failed (the host
-    does not hold them, IFA_F_DADFAILED) are left out; lines that cannot be
-    read are skipped. Interface order and first appearance are kept.
-    """
+def _if_inet6_rows(text: str):
+    """(IPv6Address, prefix length as hex text, interface) of each row of /proc/net/if_inet6
+    the host really holds. Format per the kernel's net/ipv6/addrconf.c if6_seq_show: 32 hex
+    digits of address, then ifindex, prefix length, scope and flags in hex, then the
+    interface name. Loopback (::1), :: and addresses whose DAD failed (the host does not
+    hold them, IFA_F_DADFAILED) are left out; lines that cannot be read are skipped."""
     import ipaddress
-    found: dict[tuple[str, str], None] = {}
     for line in text.splitlines():
         parts = line.split()
         if len(parts) != 6 or len(parts[0]) != 32:
@@ -199,8 +195,13 @@ def parse_if_inet6(text: str) -> dict[tuple[str, str], None]:
             continue
         if addr.is_loopback or addr.is_unspecified or flags & IFA_F_DADFAILED:
             continue
-        found[(addr.compressed, parts[5])] = None
-    return found
+        yield addr, parts[2], parts[5]
+
+
+def parse_if_inet6(text: str) -> dict[tuple[str, str], None]:
+    """(address, interface) of every IPv6 address in /proc/net/if_inet6 (_if_inet6_rows).
+    Pure; interface order and first appearance are kept."""
+    return {(addr.compressed, ifname): None for addr, _plen, ifname in _if_inet6_rows(text)}
 
 
 def local_ipv6() -> frozenset[tuple[str, str]]:
@@ -252,19 +253,11 @@ def parse_if_inet6_networks(text: str) -> list[tuple[str, str]]:
     parse_if_inet6), its network by the prefix length the address was given. Pure."""
     import ipaddress
     out = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) != 6 or len(parts[0]) != 32:
-            continue
+    for addr, plen, ifname in _if_inet6_rows(text):
         try:
-            addr = ipaddress.IPv6Address(bytes.fromhex(parts[0]))
-            plen, flags = int(parts[2], 16), int(parts[4], 16)
-            net = ipaddress.IPv6Network((addr, plen), strict=False)
+            out.append((ifname, str(ipaddress.IPv6Network((addr, int(plen, 16)), strict=False))))
         except ValueError:
             continue
-        if addr.is_loopback or addr.is_unspecified or flags & IFA_F_DADFAILED:
-            continue
-        out.append((parts[5], str(net)))
     return out
 
 
