@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings, need_raw_sockets
+from phoenix_hook.cli.main import CannotCheck, UsageError, check_timeout_ms, load_settings, need_raw_sockets, vmid_arg
 
 
 def add_parser(sub):
@@ -48,13 +48,8 @@ def run(args) -> int:
         raise UsageError("name the guests to check (check 951 952), or --all for every guest of this node")
     if args.vmids and args.all:
         raise UsageError("name guests to check or use --all, not both")
-    if args.timeout_ms is not None and not 50 <= args.timeout_ms <= 60000:
-        raise UsageError(f"--timeout-ms {args.timeout_ms} is out of range; use 50 to 60000")
-    vmids = []
-    for v in args.vmids:
-        if not (v.isascii() and v.isdigit()) or not 100 <= int(v) <= 999999999:
-            raise UsageError(f"'{v}' is not a VMID; VMIDs are numbers from 100 up")
-        vmids.append(int(v))
+    check_timeout_ms(args.timeout_ms)
+    vmids = [vmid_arg(v) for v in args.vmids]
     settings = load_settings(args)
     need_raw_sockets(args)
     from phoenix_hook.pve.sources import running_checker

@@ -19,7 +19,7 @@ import sys
 import time
 from phoenix_hook.records import replace
 
-from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings
+from phoenix_hook.cli.main import CannotCheck, UsageError, check_timeout_ms, load_settings
 
 
 def add_parser(sub):
@@ -44,8 +44,7 @@ def add_parser(sub):
 
 
 def _check_options(args) -> None:
-    if args.timeout_ms is not None and not 50 <= args.timeout_ms <= 60000:
-        raise UsageError(f"--timeout-ms {args.timeout_ms} is out of range; use 50 to 60000")
+    check_timeout_ms(args.timeout_ms)
     if args.vlan is not None and not 1 <= args.vlan <= 4094:
         raise UsageError(f"--vlan {args.vlan} is not a VLAN ID; use 1 to 4094")
     if args.vlan is not None and not args.bridge:

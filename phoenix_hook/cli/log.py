@@ -15,7 +15,7 @@ import re
 import sys
 from datetime import datetime
 
-from phoenix_hook.cli.main import CannotCheck, UsageError, command_line, load_settings
+from phoenix_hook.cli.main import CannotCheck, UsageError, command_line, load_settings, vmid_arg
 
 
 def add_parser(sub):
@@ -63,9 +63,7 @@ def run(args) -> int:
 
     vmid = None
     if args.vmid is not None:
-        if not (args.vmid.isascii() and args.vmid.isdigit()) or not 100 <= int(args.vmid) <= 999999999:
-            raise UsageError(f"'{args.vmid}' is not a VMID; VMIDs are numbers from 100 up")
-        vmid = int(args.vmid)
+        vmid = vmid_arg(args.vmid)
     if args.last is not None and args.last < 1:
         raise UsageError(f"--last {args.last}: use a number from 1 up")
     since = None

@@ -101,6 +101,19 @@ def need_raw_sockets(args, alternative: str = "") -> None:
                           f"sudo {command_line(args)}" + (f" ({alternative})" if alternative else ""))
 
 
+def vmid_arg(text: str) -> int:
+    """A VMID given on the command line, as PVE allows them (100 up); else UsageError."""
+    if not (text.isascii() and text.isdigit()) or not 100 <= int(text) <= 999999999:
+        raise UsageError(f"'{text}' is not a VMID; VMIDs are numbers from 100 up")
+    return int(text)
+
+
+def check_timeout_ms(ms) -> None:
+    """--timeout-ms of the probing commands (check, preflight, locate); None: the settings'."""
+    if ms is not None and not 50 <= ms <= 60000:
+        raise UsageError(f"--timeout-ms {ms} is out of range; use 50 to 60000")
+
+
 def load_settings(args):
     """Settings for a command; a bad file is a UsageError (exit 2)."""
     from phoenix_hook.settings import SettingsError, load

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from phoenix_hook.cli.main import CannotCheck, UsageError, load_settings, need_raw_sockets
+from phoenix_hook.cli.main import CannotCheck, UsageError, check_timeout_ms, load_settings, need_raw_sockets
 
 
 def add_parser(sub):
@@ -55,8 +55,7 @@ def run(args) -> int:
         raise UsageError("preflight needs PLAN, a plan file (or - for standard input); "
                          "guest IDs after it are optional (default: every entry)")
     settings = load_settings(args)
-    if args.timeout_ms is not None and not 50 <= args.timeout_ms <= 60000:
-        raise UsageError(f"--timeout-ms {args.timeout_ms} is out of range; use 50 to 60000")
+    check_timeout_ms(args.timeout_ms)
     plans, ctids = split_items(args.items)
     if not args.no_probe:
         need_raw_sockets(args, "or add --no-probe for the config-level checks only")
